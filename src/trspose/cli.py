@@ -1,0 +1,120 @@
+"""Command line: ``trspose {train,eval,predict,make-dataset,preview-dataset}``. No logic lives here.
+
+Every user-facing problem is a ``TrsposeError``: printed as one ``error: ...`` line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from trspose.errors import TrsposeError
+from trspose.paths import configure_body_model_cache
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trspose", description="Semi-supervised 2D human pose estimation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train from a YAML config (runs unmodified under torchrun)")
+    p.add_argument("config", help="YAML file overriding the defaults (see configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=500 name=my_run")
+    p.add_argument("--resume", action="store_true", help="continue output_dir/name from checkpoints/last.pt")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run folder of the same name first")
+
+    p = sub.add_parser("eval", help="COCO keypoint AP of a checkpoint (the config travels inside it)")
+    p.add_argument("checkpoint")
+    p.add_argument("--annotations", help="COCO keypoint JSON (default: the validation set of the training config)")
+    p.add_argument("--images", help="image folder for --annotations")
+    p.add_argument("--boxes", help="detection-results JSON to use instead of ground-truth boxes")
+    p.add_argument("--no-flip", action="store_true", help="disable the flip test")
+    p.add_argument("--results", help="also write the COCO results JSON here")
+
+    p = sub.add_parser("predict", help="predict skeletons on images; writes predictions.json and PNG overlays")
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--boxes", help="JSON of person boxes per file name; without it each image is one person")
+    p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
+    p.add_argument("--score-threshold", type=float, default=0.3, help="hide keypoints scored below this")
+    p.add_argument("--max-images", type=int, default=0, help="only the first N images (sorted by name); 0: all")
+
+    p = sub.add_parser("make-dataset", help="generate the built-in synthetic people dataset (COCO format)")
+    p.add_argument("--size", default="demo", help="tiny, demo or default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: the project cache, reused when present)")
+    p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
+    p.add_argument("--force", action="store_true", help="regenerate even if a complete copy exists")
+    p.add_argument("--preview", help="also write preview grids and statistics into this folder")
+
+    p = sub.add_parser("dataset-path", help="print the folder of a synthetic dataset (generating it if needed)")
+    p.add_argument("--size", default="demo")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("preview-dataset", help="grids of images and crops with skeletons, and statistics")
+    p.add_argument("root", help="dataset folder (with images/ and annotations/)")
+    p.add_argument("--out", default="preview", help="output folder")
+    p.add_argument("--split", default="val")
+    p.add_argument("--num-images", type=int, default=12)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "train":
+        from trspose.config import load_config
+        from trspose.engine import jobs
+
+        cfg = load_config(args.config, args.overrides)
+        jobs.train(cfg, resume=args.resume, overwrite=args.overwrite)
+    elif args.command == "eval":
+        from trspose.engine import jobs
+
+        jobs.evaluate(
+            args.checkpoint, annotations=args.annotations, images=args.images, boxes=args.boxes,
+            flip_test=False if args.no_flip else None, results_out=args.results,
+        )  # fmt: skip
+    elif args.command == "predict":
+        from trspose.engine import jobs
+
+        jobs.predict_images(args.checkpoint, args.inputs, boxes=args.boxes, out_dir=args.out,
+                            score_threshold=args.score_threshold, max_images=args.max_images)  # fmt: skip
+    elif args.command == "make-dataset":
+        from trspose.data.synthetic import ensure_dataset
+
+        root = ensure_dataset(args.size, seed=args.seed, root=args.out, workers=args.workers, force=args.force)
+        print(f"dataset ready: {root}")
+        if args.preview:
+            _preview(root, Path(args.preview), "val", 12)
+    elif args.command == "dataset-path":
+        from trspose.data.synthetic import ensure_dataset
+
+        print(ensure_dataset(args.size, seed=args.seed, progress=False))
+    elif args.command == "preview-dataset":
+        _preview(Path(args.root), Path(args.out), args.split, args.num_images)
+
+
+def _preview(root: Path, out: Path, split: str, num_images: int) -> None:
+    from trspose.data.synthetic import dataset_statistics, format_statistics
+    from trspose.visualize import preview_dataset
+
+    for path in preview_dataset(root, out, split=split, num_images=num_images):
+        print(f"wrote {path}")
+    print(format_statistics(dataset_statistics(root)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_body_model_cache()
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except TrsposeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint (if any) is intact, continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

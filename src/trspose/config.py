@@ -1,0 +1,324 @@
+"""Typed experiment configuration: dataclass defaults, YAML override files, dotted command-line overrides.
+
+A config file only lists what differs from the defaults below, e.g.::
+
+    model:
+      backbone: resnet18
+    train:
+      steps: 2000
+
+Command-line overrides use dotted keys: ``train.steps=500 model.mfl_levels=[stage2,stage3]``.
+Unknown keys and values of the wrong type are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trspose.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the images and annotations come from and how crops are made."""
+
+    dataset: str = "synthetic"
+    """'synthetic' (the built-in rendered people, generated on demand) or 'coco' (COCO-format files on disk)."""
+    synthetic_size: str = "demo"
+    """Size preset of the synthetic dataset: tiny, demo or default."""
+    synthetic_seed: int = 0
+    """Seed of the synthetic dataset generator."""
+    root: str = ""
+    """Dataset root; for 'synthetic' an explicit output folder (empty: the project cache)."""
+    train_annotations: str = "annotations/person_keypoints_train.json"
+    """COCO keypoint JSON of the training split, relative to root unless absolute."""
+    train_images: str = "images/train"
+    """Folder of training images, relative to root unless absolute."""
+    val_annotations: str = "annotations/person_keypoints_val.json"
+    """COCO keypoint JSON of the validation split, relative to root unless absolute."""
+    val_images: str = "images/val"
+    """Folder of validation images, relative to root unless absolute."""
+    val_boxes: str = ""
+    """Optional detection-results JSON whose boxes replace ground-truth boxes at evaluation."""
+    keypoints: str = "coco17"
+    """Keypoint layout (see trspose.data.keypoints.SPECS)."""
+    input_size: tuple[int, int] = (128, 96)
+    """Network input (height, width); heatmaps are a quarter of it."""
+    sigma: float = 2.0
+    """Gaussian sigma of target heatmaps, in heatmap pixels."""
+    workers: int = 2
+    """DataLoader worker processes per rank."""
+    num_labeled: int = 0
+    """Use only this many labelled person instances (0: all). See split_mode."""
+    labeled_fraction: float = 0.0
+    """Alternative to num_labeled: a fraction of the instances (0: all)."""
+    split_mode: str = "first"
+    """'first' N instances in file order (the literature's protocol) or a seeded 'random' subset."""
+    split_seed: int = 0
+    """Seed of a random labelled subset."""
+    holdout_fraction: float = 0.1
+    """Fraction of the labelled subset held out to select checkpoints (never the validation set)."""
+    scale_factor: float = 0.30
+    """Random scale augmentation: scale drawn in 1 +- scale_factor."""
+    rotation_deg: float = 40.0
+    """Random rotation augmentation range in degrees (applied with rotation_prob)."""
+    rotation_prob: float = 0.6
+    """Probability of applying a random rotation."""
+    flip_prob: float = 0.5
+    """Probability of a horizontal flip (left/right keypoints swapped)."""
+    half_body_prob: float = 0.3
+    """Probability of the half-body augmentation (HRNet)."""
+
+
+@dataclass
+class ModelConfig:
+    """Backbone + heatmap head."""
+
+    backbone: str = "resnet18"
+    """Backbone name (see trspose.models.BACKBONES)."""
+    pretrained: str = ""
+    """Optional local path of backbone weights (a state dict); empty: random initialisation."""
+    head_channels: int = 256
+    """Channels of the deconvolution head."""
+    mfl_levels: list[str] = field(default_factory=list)
+    """Backbone stages that get a Multi-level Feature Learning head (e.g. [stage2, stage3, stage4])."""
+    mfl_weights: list[float] = field(default_factory=list)
+    """Loss weight per MFL level (empty: 1.0 each)."""
+    fuse_levels: bool = False
+    """Average the MFL heads into the inference output."""
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation schedule (step based)."""
+
+    steps: int = 2000
+    """Total optimiser steps."""
+    batch_size: int = 32
+    """Labelled crops per step per rank."""
+    optimizer: str = "adam"
+    """'adam' or 'adamw'."""
+    lr: float = 1e-3
+    """Peak learning rate (Adam 1e-3 as in SimpleBaseline)."""
+    weight_decay: float = 0.0
+    """Weight decay (AdamW: decoupled)."""
+    warmup_steps: int = 100
+    """Linear warm-up from lr/100 over this many steps."""
+    schedule: str = "step"
+    """'step' (x gamma at each milestone) or 'cosine'."""
+    milestones: list[float] = field(default_factory=lambda: [0.7, 0.9])
+    """Step-schedule milestones as fractions of steps (the PoseDual lineage decays at 70% and 90%)."""
+    gamma: float = 0.1
+    """Step-schedule decay factor."""
+    grad_clip: float = 0.0
+    """Clip the gradient norm to this value (0: off)."""
+    amp: bool = True
+    """bf16 autocast on CUDA (always full precision on CPU, which has no bf16 units here)."""
+    seed: int = 0
+    """Base seed; each rank uses seed + rank."""
+    eval_every: int = 500
+    """Evaluate (and write 'best') every this many steps; 0: only at the end."""
+    checkpoint_every: int = 500
+    """Write the 'last' checkpoint every this many steps."""
+    log_every: int = 20
+    """Write metrics every this many steps."""
+    select_on: str = "final"
+    """Checkpoint called 'best': 'final' (the last one) or 'holdout' (best PCK on the labelled hold-out)."""
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation and inference settings."""
+
+    batch_size: int = 64
+    """Crops per forward pass."""
+    flip_test: bool = True
+    """Average the prediction with that of the flipped crop."""
+    decode: str = "dark"
+    """Heatmap decoding: 'dark' (sub-pixel, Zhang et al. 2020) or 'argmax'."""
+    max_images: int = 0
+    """Evaluate on at most this many validation images (0: all)."""
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment."""
+
+    name: str = "experiment"
+    """Run name; the run folder is output_dir/name."""
+    output_dir: str = "runs"
+    """Parent folder of run folders."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Value checks that types alone cannot express; each error names the key."""
+    checks = [
+        (cfg.data.dataset in ("synthetic", "coco"), "data.dataset must be 'synthetic' or 'coco'"),
+        (cfg.data.split_mode in ("first", "random"), "data.split_mode must be 'first' or 'random'"),
+        (all(s > 0 and s % 4 == 0 for s in cfg.data.input_size), "data.input_size must be positive multiples of 4"),
+        (cfg.data.num_labeled >= 0, "data.num_labeled must be >= 0"),
+        (0.0 <= cfg.data.labeled_fraction <= 1.0, "data.labeled_fraction must be in [0, 1]"),
+        (not (cfg.data.num_labeled and cfg.data.labeled_fraction), "set data.num_labeled or data.labeled_fraction, not both"),
+        (cfg.train.steps > 0, "train.steps must be > 0"),
+        (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
+        (cfg.train.optimizer in ("adam", "adamw"), "train.optimizer must be 'adam' or 'adamw'"),
+        (cfg.train.schedule in ("step", "cosine"), "train.schedule must be 'step' or 'cosine'"),
+        (cfg.train.select_on in ("final", "holdout"), "train.select_on must be 'final' or 'holdout'"),
+        (cfg.eval.decode in ("dark", "argmax"), "eval.decode must be 'dark' or 'argmax'"),
+        (not cfg.model.mfl_weights or len(cfg.model.mfl_weights) == len(cfg.model.mfl_levels),
+         "model.mfl_weights must be empty or have one weight per model.mfl_levels entry"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check ``value`` against a field annotation, converting only lossless cases (int -> float, list -> tuple)."""
+    origin = typing.get_origin(annotation)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if type(value) is not annotation:
+            raise ConfigError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' expects a list, got {value!r}")
+        args = typing.get_args(annotation)
+        if origin is tuple and len(args) != len(value) and Ellipsis not in args:
+            raise ConfigError(f"config key '{key}' expects {len(args)} values, got {value!r}")
+        item_types = args if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
+        items = [_coerce(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, item_types))]
+        return tuple(items) if origin is tuple else items
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}' got {value!r} of the wrong type")
+    if annotation is type(None):
+        if value is not None:
+            raise ConfigError(f"config key '{key}' expects null")
+        return None
+    return value
+
+
+def _merge(obj: Any, overrides: dict, prefix: str = "") -> Any:
+    """A copy of dataclass ``obj`` with ``overrides`` (a nested dict) applied, strictly."""
+    hints = typing.get_type_hints(type(obj))
+    changes = {}
+    for key, value in overrides.items():
+        dotted = f"{prefix}{key}"
+        if key not in hints:
+            valid = ", ".join(sorted(hints))
+            raise ConfigError(f"unknown config key '{dotted}' (valid keys here: {valid})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{dotted}' is a section; give it a mapping, got {value!r}")
+            changes[key] = _merge(current, value, dotted + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], dotted)
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def parse_dotted(items: list[str]) -> dict:
+    """``["train.steps=10", "model.mfl_levels=[stage2]"]`` -> nested dict, values parsed as YAML scalars."""
+    nested: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like section.key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as error:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({error.problem})") from None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML override file; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found; pass an existing YAML file (see configs/)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {error}".replace("\n", " ")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is not None:  # one level of inheritance: 'base: other.yaml' relative to this file
+        parent = read_yaml(path.parent / base)
+        data = _deep_update(parent, data)
+    return data
+
+
+def _deep_update(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> ExperimentConfig:
+    """Defaults <- YAML file <- dotted overrides, validated."""
+    merged: dict = read_yaml(path) if path else {}
+    if overrides:
+        extra = overrides if isinstance(overrides, dict) else parse_dotted(overrides)
+        merged = _deep_update(merged, extra)
+    return _build(merged)
+
+
+def _build(merged: dict) -> ExperimentConfig:
+    default = ExperimentConfig()
+    cfg = _merge(default, merged)
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain nested dict (tuples become lists) for YAML/JSON and checkpoints."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(data: dict) -> ExperimentConfig:
+    """Inverse of config_to_dict (used to rebuild a model from a checkpoint)."""
+    return _build(data)
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -1,0 +1,156 @@
+"""The one place where a config becomes objects: data, model, method, optimiser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from trspose.config import ExperimentConfig
+from trspose.data.codec import HeatmapCodec
+from trspose.data.coco import PersonInstance, load_coco_instances
+from trspose.data.datasets import TopDownDataset
+from trspose.data.keypoints import SPECS, KeypointSpec
+from trspose.data.splits import load_split, make_labeled_split, save_split
+from trspose.data.transforms import AugmentConfig, TopDownTransform
+from trspose.engine.distributed import DistributedContext, barrier
+from trspose.errors import ConfigError
+from trspose.methods.base import Method
+from trspose.methods.supervised import Supervised
+from trspose.models import build_pose_model
+
+
+@dataclass
+class DataFiles:
+    """Resolved paths of one dataset."""
+
+    root: Path
+    train_annotations: Path
+    train_images: Path
+    val_annotations: Path
+    val_images: Path
+    val_boxes: Path | None
+
+
+def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
+    if cfg.data.keypoints not in SPECS:
+        raise ConfigError(f"data.keypoints '{cfg.data.keypoints}' is unknown; choose one of {sorted(SPECS)}")
+    return SPECS[cfg.data.keypoints]
+
+
+def resolve_data(cfg: ExperimentConfig, ctx: DistributedContext | None = None, progress: bool = True) -> DataFiles:
+    """Find (and for the synthetic dataset, generate once, on rank 0) the dataset files."""
+    data = cfg.data
+    if data.dataset == "synthetic":
+        from trspose.data.synthetic import ensure_dataset
+
+        root = None
+        if ctx is None or ctx.is_main:
+            root = ensure_dataset(data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=progress)
+        barrier()
+        if root is None:  # other ranks: the dataset now exists, this call only looks it up
+            root = ensure_dataset(data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=False)
+    else:
+        if not data.root:
+            raise ConfigError("data.root is empty; set it to the folder of your COCO-format dataset")
+        root = Path(data.root)
+
+    def under_root(p: str) -> Path:
+        return Path(p) if Path(p).is_absolute() else Path(root) / p
+
+    return DataFiles(
+        root=Path(root),
+        train_annotations=under_root(data.train_annotations),
+        train_images=under_root(data.train_images),
+        val_annotations=under_root(data.val_annotations),
+        val_images=under_root(data.val_images),
+        val_boxes=under_root(data.val_boxes) if data.val_boxes else None,
+    )
+
+
+def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
+    h, w = cfg.data.input_size
+    return HeatmapCodec(input_size=(h, w), heatmap_size=(h // 4, w // 4), sigma=cfg.data.sigma)
+
+
+def train_augment(cfg: ExperimentConfig) -> AugmentConfig:
+    d = cfg.data
+    return AugmentConfig(
+        scale_factor=d.scale_factor,
+        rotation_deg=d.rotation_deg,
+        rotation_prob=d.rotation_prob,
+        flip_prob=d.flip_prob,
+        half_body_prob=d.half_body_prob,
+    )
+
+
+def build_dataset(cfg: ExperimentConfig, instances: list[PersonInstance], train: bool) -> TopDownDataset:
+    spec = keypoint_spec(cfg)
+    transform = TopDownTransform(cfg.data.input_size, spec, train_augment(cfg) if train else None)
+    return TopDownDataset(instances, spec, build_codec(cfg), transform, seed=cfg.train.seed)
+
+
+def labeled_split(
+    cfg: ExperimentConfig, instances: list[PersonInstance], run_dir: Path | None
+) -> tuple[list[PersonInstance], list[PersonInstance]]:
+    """(labelled training instances, labelled hold-out instances); the split file is saved in the run folder.
+
+    With neither num_labeled nor labeled_fraction set, every instance is labelled.
+    """
+    d = cfg.data
+    saved = run_dir / "split.json" if run_dir else None
+    if saved is not None and saved.is_file():
+        split = load_split(saved, instances)
+    else:
+        split = make_labeled_split(
+            instances,
+            num_labeled=d.num_labeled or (None if d.labeled_fraction else len(instances)),
+            fraction=d.labeled_fraction or None,
+            seed=d.split_seed,
+            mode=d.split_mode,
+            holdout_fraction=d.holdout_fraction,
+        )
+        if saved is not None:
+            save_split(split, saved)
+    by_id = {inst.ann_id: inst for inst in instances}
+    labeled = [by_id[a] for a in split["labeled"]]
+    holdout = [by_id[a] for a in split["holdout"]]
+    return labeled, holdout
+
+
+def load_instances(files: DataFiles, spec: KeypointSpec, split: str) -> list[PersonInstance]:
+    if split == "train":
+        return load_coco_instances(files.train_annotations, files.train_images, spec)
+    return load_coco_instances(
+        files.val_annotations, files.val_images, spec, boxes_file=files.val_boxes, require_keypoints=files.val_boxes is None
+    )
+
+
+def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
+    m = cfg.model
+    return build_pose_model(
+        backbone=m.backbone,
+        num_keypoints=keypoint_spec(cfg).num_keypoints,
+        input_size=tuple(cfg.data.input_size),
+        mfl_levels=tuple(m.mfl_levels),
+        fuse_levels=m.fuse_levels,
+        pretrained_path=m.pretrained or None,
+        head_channels=m.head_channels,
+    )
+
+
+def level_weights(cfg: ExperimentConfig) -> dict[str, float]:
+    weights = cfg.model.mfl_weights or [1.0] * len(cfg.model.mfl_levels)
+    return dict(zip(cfg.model.mfl_levels, weights))
+
+
+def build_method(cfg: ExperimentConfig, model: torch.nn.Module) -> Method:
+    return Supervised(model, level_weights(cfg))
+
+
+def build_optimizer(cfg: ExperimentConfig, parameters) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.Adam(parameters, lr=t.lr, weight_decay=t.weight_decay)

@@ -1,0 +1,108 @@
+"""Inference over a set of person instances and their scoring (COCO keypoint AP, PCK).
+
+Prediction: crop (eval transform) -> heatmaps (optionally averaged with the flipped crop's) -> decode to
+crop pixels -> map to image pixels with the crop's affine. Under DDP each rank predicts a shard and rank 0
+gathers everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from trspose.data.codec import HeatmapCodec, flip_back
+from trspose.data.datasets import collate_pose
+from trspose.data.geometry import affine_points
+from trspose.engine.distributed import DistributedContext, all_gather_objects
+from trspose.evaluation.coco_eval import evaluate_coco_keypoints, make_results
+from trspose.evaluation.pck import pck
+
+
+@dataclass
+class Predictions:
+    """Per instance: ids, keypoints in original-image pixels, per-keypoint scores."""
+
+    ann_id: np.ndarray  # (N,)
+    image_id: np.ndarray  # (N,)
+    keypoints: np.ndarray  # (N, K, 2) image pixels
+    scores: np.ndarray  # (N, K)
+    box_score: np.ndarray  # (N,)
+
+    @staticmethod
+    def concatenate(parts: list[Predictions]) -> Predictions:
+        fields = {name: np.concatenate([getattr(p, name) for p in parts]) for name in Predictions.__dataclass_fields__}
+        _, unique = np.unique(fields["ann_id"], return_index=True)  # shards never overlap; keep order stable
+        return Predictions(**{name: value[np.sort(unique)] for name, value in fields.items()})
+
+
+@torch.no_grad()
+def predict_heatmaps(model: nn.Module, images: torch.Tensor, flip_index: np.ndarray | None) -> torch.Tensor:
+    """Heatmaps of the model's main output; with ``flip_index`` averaged with the flipped image's."""
+    heatmaps = model(images).heatmaps.float()  # (B, K, h, w)
+    if flip_index is not None:
+        flipped = model(torch.flip(images, dims=[3])).heatmaps.float()
+        heatmaps = 0.5 * (heatmaps + flip_back(flipped, flip_index))
+    return heatmaps
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    dataset,
+    codec: HeatmapCodec,
+    *,
+    ctx: DistributedContext,
+    batch_size: int,
+    flip_index: np.ndarray | None,
+    decode: str = "dark",
+    workers: int = 0,
+    progress: bool = False,
+) -> Predictions:
+    """Predict every instance of ``dataset`` (a TopDownDataset with the eval transform)."""
+    was_training = model.training
+    model.eval()
+    shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_pose)
+    parts: list[Predictions] = []
+    for batch in tqdm(loader, desc="predict", disable=not (progress and ctx.is_main), leave=False):
+        heatmaps = predict_heatmaps(model, batch.images.to(ctx.device), flip_index)
+        coords, scores = codec.decode(heatmaps, method=decode)  # (B, K, 2) crop pixels, (B, K)
+        coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
+        matrices = batch.crop_to_image.numpy()  # (B, 2, 3)
+        in_image = np.stack([affine_points(c, m) for c, m in zip(coords, matrices)])
+        parts.append(
+            Predictions(
+                ann_id=batch.ann_id.numpy(),
+                image_id=batch.image_id.numpy(),
+                keypoints=in_image.astype(np.float32),
+                scores=scores.astype(np.float32),
+                box_score=batch.box_score.numpy(),
+            )
+        )
+    model.train(was_training)
+    local = Predictions.concatenate(parts) if parts else None
+    gathered = [p for p in all_gather_objects(local) if p is not None]
+    return Predictions.concatenate(gathered)
+
+
+def coco_metrics(predictions: Predictions, ground_truth, sigmas, *, oks_nms: bool = False) -> dict[str, float]:
+    """COCO keypoint AP/AR (fractions) of ``predictions`` against a COCO ground-truth file or object."""
+    results = make_results(
+        predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score, use_oks_nms=oks_nms,
+        sigmas=sigmas,
+    )  # fmt: skip
+    return evaluate_coco_keypoints(ground_truth, results, sigmas=sigmas, image_ids=sorted(set(predictions.image_id.tolist())))
+
+
+def pck_metric(predictions: Predictions, instances, threshold: float = 0.1) -> float:
+    """PCK of ``predictions`` on labelled ``instances`` (same order), normalised by the longer box side."""
+    by_id = {inst.ann_id: inst for inst in instances}
+    gt = np.stack([by_id[int(a)].keypoints for a in predictions.ann_id])  # (N, K, 3)
+    sizes = np.array([max(by_id[int(a)].box[2], by_id[int(a)].box[3]) for a in predictions.ann_id])
+    overall, _ = pck(predictions.keypoints, gt[..., :2], gt[..., 2] > 0, sizes, threshold=threshold)
+    return float(overall)

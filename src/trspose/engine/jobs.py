@@ -1,0 +1,173 @@
+"""The jobs behind the CLI subcommands: train, eval, predict.
+
+Each job builds what it needs from a config (``train``) or from the config stored in a checkpoint
+(``eval`` / ``predict``: the checkpoint is all they need).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from trspose.config import ExperimentConfig, config_from_dict
+from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
+from trspose.engine import build
+from trspose.engine.checkpoint import load_checkpoint
+from trspose.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from trspose.engine.evaluate import Predictions, coco_metrics, predict
+from trspose.engine.run_folder import prepare_run_folder
+from trspose.engine.trainer import TrainingData, evaluate_validation, fit
+from trspose.evaluation.coco_eval import make_results, write_results_json
+from trspose.errors import DataError
+
+METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+
+
+def prepare_training_data(cfg: ExperimentConfig, method, run_dir: Path | None, ctx: DistributedContext) -> TrainingData:
+    files = build.resolve_data(cfg, ctx)
+    spec = build.keypoint_spec(cfg)
+    train_instances = build.load_instances(files, spec, "train")
+    labeled, holdout = build.labeled_split(cfg, train_instances, run_dir)
+    val_instances = build.load_instances(files, spec, "val")
+    if cfg.eval.max_images:
+        keep = sorted({inst.image_id for inst in val_instances})[: cfg.eval.max_images]
+        val_instances = [inst for inst in val_instances if inst.image_id in set(keep)]
+    unlabeled = build.build_unlabeled(cfg, train_instances) if method.uses_unlabeled else None
+    return TrainingData(
+        labeled=build.build_dataset(cfg, labeled, train=True),
+        holdout=build.build_dataset(cfg, holdout, train=False) if holdout else None,
+        holdout_instances=holdout,
+        validation=build.build_dataset(cfg, val_instances, train=False),
+        val_annotations=files.val_annotations,
+        unlabeled=unlabeled,
+    )
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train from a config; returns the final validation metrics (percent)."""
+    ctx = setup_distributed()
+    try:
+        run_dir = prepare_run_folder(cfg, resume=resume, overwrite=overwrite) if ctx.is_main else None
+        run_dir = Path(cfg.output_dir) / cfg.name
+        if ctx.enabled:
+            torch.distributed.barrier()
+        model = build.build_model(cfg)
+        method = build.build_method(cfg, model)
+        data = prepare_training_data(cfg, method, run_dir, ctx)
+        metrics = fit(cfg, method, data, run_dir, ctx, resume=resume)
+        if ctx.is_main:
+            print_metrics_table(metrics, title=f"{cfg.name}: validation")
+        return metrics
+    finally:
+        cleanup_distributed()
+
+
+def model_from_checkpoint(path: str | Path, which: str = "inference") -> tuple[ExperimentConfig, torch.nn.Module]:
+    """The config and inference network stored in a checkpoint."""
+    state = load_checkpoint(path)
+    cfg = config_from_dict(state["config"])
+    method = build.build_method(cfg, build.build_model(cfg))
+    method.load_state_dict(state["method"])
+    return cfg, method.inference_model().eval()
+
+
+def evaluate(
+    checkpoint: str | Path, *, annotations: str | None = None, images: str | None = None, boxes: str | None = None,
+    flip_test: bool | None = None, results_out: str | None = None,
+) -> dict:  # fmt: skip
+    """COCO keypoint AP (percent) of a checkpoint on its validation set or on the given files."""
+    ctx = setup_distributed()
+    try:
+        cfg, model = model_from_checkpoint(checkpoint)
+        model.to(ctx.device)
+        if flip_test is not None:
+            cfg.eval.flip_test = flip_test
+        spec = build.keypoint_spec(cfg)
+        if annotations:
+            ann, img = Path(annotations), Path(images or Path(annotations).parent.parent / "images" / "val")
+        else:
+            files = build.resolve_data(cfg, ctx, progress=False)
+            ann, img = files.val_annotations, files.val_images
+            boxes = boxes or (str(files.val_boxes) if files.val_boxes else None)
+        instances = load_coco_instances(ann, img, spec, boxes_file=boxes, require_keypoints=boxes is None)
+        dataset = build.build_dataset(cfg, instances, train=False)
+        predictions = predict(
+            model, dataset, build.build_codec(cfg), ctx=ctx, batch_size=cfg.eval.batch_size,
+            flip_index=spec.flip_index() if cfg.eval.flip_test else None, decode=cfg.eval.decode, progress=True,
+        )  # fmt: skip
+        if not ctx.is_main:
+            return {}
+        metrics = {k: 100.0 * v for k, v in coco_metrics(predictions, ann, spec.sigmas, oks_nms=boxes is not None).items()}
+        if results_out:
+            write_results_json(_results(predictions, spec), results_out)
+        print_metrics_table(metrics, title=f"{Path(checkpoint).name} on {ann.name}")
+        return metrics
+    finally:
+        cleanup_distributed()
+
+
+def _results(predictions: Predictions, spec) -> list[dict]:
+    return make_results(
+        predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score, sigmas=spec.sigmas
+    )
+
+
+def print_metrics_table(metrics: dict, title: str) -> None:
+    """A small markdown table of the COCO keypoint metrics (keys with or without the 'val/' prefix)."""
+    values = {k.split("/")[-1]: v for k, v in metrics.items()}
+    names = [n for n in METRIC_ORDER if n in values]
+    print(f"\n{title}")
+    print("| " + " | ".join(names) + " |")
+    print("|" + "---|" * len(names))
+    print("| " + " | ".join(f"{values[n]:.1f}" for n in names) + " |")
+
+
+def predict_images(
+    checkpoint: str | Path, inputs: list[str], *, boxes: str | None, out_dir: str | Path, score_threshold: float = 0.3,
+    max_images: int = 0,
+) -> Path:
+    """Predict people in images (or folders of images); write COCO-style results and skeleton overlays."""
+    from trspose.visualize import draw_pose, save_grid
+
+    cfg, model = model_from_checkpoint(checkpoint)
+    spec = build.keypoint_spec(cfg)
+    instances, file_names = load_image_folder_with_boxes(inputs, boxes)
+    if max_images:
+        keep = set(sorted({inst.image_id for inst in instances})[:max_images])
+        instances = [inst for inst in instances if inst.image_id in keep]
+    if not instances:
+        raise DataError(f"no images found in {inputs}; pass image files (.jpg/.png) or folders holding them")
+    dataset = build.build_dataset(cfg, instances, train=False)
+    ctx = DistributedContext()
+    predictions = predict(
+        model, dataset, build.build_codec(cfg), ctx=ctx, batch_size=cfg.eval.batch_size,
+        flip_index=spec.flip_index() if cfg.eval.flip_test else None, decode=cfg.eval.decode, progress=True,
+    )  # fmt: skip
+    out_dir = Path(out_dir)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    results = _results(predictions, spec)
+    for r in results:
+        r["file_name"] = file_names[r["image_id"]]
+    write_results_json(results, out_dir / "predictions.json")
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    paths = {inst.image_id: inst.image_path for inst in instances}
+    overlays = []
+    for image_id, people in sorted(by_image.items()):
+        canvas = cv2.cvtColor(load_image(paths[image_id]), cv2.COLOR_RGB2BGR)
+        for person in people:
+            keypoints = np.asarray(person["keypoints"], dtype=np.float32).reshape(-1, 3)
+            canvas = draw_pose(canvas, keypoints, spec, score_threshold=score_threshold)
+        cv2.imwrite(str(out_dir / "overlays" / (Path(file_names[image_id]).stem + ".png")), canvas)
+        overlays.append(canvas)
+    save_grid(overlays[:16], out_dir / "grid.png")
+    print(f"wrote {len(results)} people from {len(by_image)} images to {out_dir}/predictions.json and {out_dir}/overlays/")
+    return out_dir
+
+
+__all__ = ["train", "evaluate", "predict_images", "evaluate_validation", "print_metrics_table"]

@@ -1,0 +1,99 @@
+"""Step-based, exactly resumable data streams.
+
+Training is counted in optimiser steps, not epochs. Every sample drawn during training has a global
+*position* (step * global_batch + rank * batch + i). The position alone decides which instance is read
+(a seeded permutation per pass over the data) and the random augmentation applied to it, so resuming at
+step s reproduces the very same batches, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """Who reads which positions: this rank's share of each global batch."""
+
+    batch_size: int
+    rank: int = 0
+    world_size: int = 1
+
+
+class PositionSampler(Sampler[int]):
+    """Yields the global positions of this rank's samples, from ``start_step`` on, forever."""
+
+    def __init__(self, spec: StreamSpec, start_step: int = 0):
+        self.spec = spec
+        self.start_step = start_step
+
+    def __iter__(self) -> Iterator[int]:
+        b, r, w = self.spec.batch_size, self.spec.rank, self.spec.world_size
+        step = self.start_step
+        while True:
+            base = step * b * w + r * b
+            yield from range(base, base + b)
+            step += 1
+
+    def __len__(self) -> int:  # infinite stream; DataLoader only needs this for len()
+        return 2**62
+
+
+class PositionDataset(Dataset):
+    """Maps a global position to (instance index, per-sample seed) and asks ``read(index, rng)`` for the sample."""
+
+    def __init__(self, num_items: int, read: Callable[[int, np.random.Generator], object], seed: int):
+        if num_items <= 0:
+            raise ValueError("PositionDataset needs at least one item")
+        self.num_items = num_items
+        self.read = read
+        self.seed = seed
+        self._epoch, self._order = -1, np.arange(num_items)
+
+    def index_of(self, position: int) -> int:
+        epoch, offset = divmod(position, self.num_items)
+        if epoch != self._epoch:  # a new pass over the data: a fresh permutation, cached per worker
+            self._order = np.random.default_rng((self.seed, epoch)).permutation(self.num_items)
+            self._epoch = epoch
+        return int(self._order[offset])
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, position: int):
+        rng = np.random.default_rng((self.seed, 7919, position))
+        return self.read(self.index_of(position), rng)
+
+
+def stream(
+    dataset: PositionDataset, spec: StreamSpec, collate: Callable, *, start_step: int, workers: int, pin_memory: bool
+) -> Iterator:
+    """An endless iterator of batches for this rank, starting at ``start_step``."""
+    loader = DataLoader(
+        dataset,
+        batch_size=spec.batch_size,
+        sampler=PositionSampler(spec, start_step),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_limit_worker_threads,
+    )
+    return iter(loader)
+
+
+def _limit_worker_threads(_: int) -> None:
+    # augmentation is numpy/OpenCV; one thread per worker avoids oversubscribing small machines
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass

@@ -1,0 +1,110 @@
+"""The run folder: resolved config, environment record, metrics (JSONL + TensorBoard), checkpoints.
+
+Layout::
+
+    runs/<name>/config.yaml          the resolved config
+    runs/<name>/environment.json     git revision, package versions, device, world size
+    runs/<name>/metrics.jsonl        one JSON object per logged step / evaluation
+    runs/<name>/tensorboard/         the same scalars for TensorBoard
+    runs/<name>/checkpoints/{last,best}.pt
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from trspose.config import ExperimentConfig, dump_yaml
+from trspose.errors import TrainingError
+
+
+def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) -> Path:
+    """Create ``output_dir/name``; an existing run is never overwritten unless asked."""
+    run_dir = Path(cfg.output_dir) / cfg.name
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise TrainingError(f"cannot resume: '{last}' does not exist; start the run without --resume")
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise TrainingError(
+                f"run folder '{run_dir}' already exists; pass --resume to continue it, --overwrite to replace it, "
+                "or choose another name=..."
+            )
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_record(device: torch.device, world_size: int) -> dict:
+    versions = {}
+    for package in ("trspose", "torch", "torchvision", "timm", "numpy", "opencv-python-headless", "pycocotools", "anny"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "git_revision": git_revision(),
+        "versions": versions,
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "world_size": world_size,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def write_run_metadata(run_dir: Path, cfg: ExperimentConfig, device: torch.device, world_size: int) -> None:
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    (run_dir / "environment.json").write_text(json.dumps(environment_record(device, world_size), indent=2))
+
+
+class MetricsLogger:
+    """Appends scalars to metrics.jsonl and TensorBoard (rank 0 only; other ranks get a no-op logger)."""
+
+    def __init__(self, run_dir: Path | None):
+        self.path = run_dir / "metrics.jsonl" if run_dir else None
+        self.writer = None
+        if run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, step: int, values: dict[str, float], kind: str = "train") -> None:
+        if self.path is None:
+            return
+        record = {"step": step, "kind": kind, "time": round(time.time(), 3), **values}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

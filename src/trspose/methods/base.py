@@ -1,0 +1,66 @@
+"""What the trainer expects of a method object.
+
+The trainer owns the loop, the optimiser and DDP; a method owns its networks and how a loss is made from a
+labelled batch (and, for semi-supervised methods, an unlabelled batch). Only ``trainable`` networks are
+optimised and wrapped in DistributedDataParallel; teachers and reviewers never are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    """The scalar to back-propagate."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Scalars to log, named like ``loss/supervised`` or ``pseudo/kept_fraction``."""
+
+
+class Method:
+    """Base class: keeps the trainable networks and the (possibly DDP-wrapped) callables that run them."""
+
+    uses_unlabeled: bool = False
+    """Whether training_step needs an unlabelled batch."""
+
+    def __init__(self, trainable: dict[str, nn.Module]):
+        self.trainable = nn.ModuleDict(trainable)
+        self.forward: dict[str, Callable] = dict(trainable)
+
+    def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
+        """Let the trainer wrap each trainable network (DDP); the unwrapped modules stay in ``trainable``."""
+        self.forward = {name: wrapper(module) for name, module in self.trainable.items()}
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.trainable.parameters() if p.requires_grad]
+
+    def train(self) -> None:
+        self.trainable.train()
+
+    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+        raise NotImplementedError
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Called after every optimiser step (EMA updates, reviewer snapshots)."""
+
+    def after_evaluation(self, step: int, score: float) -> None:
+        """Called with the hold-out score whenever the trainer evaluates (reviewer policies use it)."""
+
+    def inference_model(self) -> nn.Module:
+        """The network that evaluation and prediction use."""
+        raise NotImplementedError
+
+    def candidates(self) -> dict[str, nn.Module]:
+        """Networks worth scoring on the hold-out slice; the first is the default."""
+        return {"model": self.inference_model()}
+
+    def state_dict(self) -> dict:
+        return {"trainable": self.trainable.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainable.load_state_dict(state["trainable"])

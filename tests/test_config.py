@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, dump_yaml, load_config
+from trspose.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+def test_defaults_and_dotted_overrides():
+    cfg = load_config(overrides=["train.steps=12", "data.input_size=[64,48]", "model.mfl_levels=[stage2,stage3]"])
+    assert cfg.train.steps == 12
+    assert cfg.data.input_size == (64, 48)
+    assert cfg.model.mfl_levels == ["stage2", "stage3"]
+    assert cfg.train.lr == ExperimentConfig().train.lr
+
+
+def test_int_is_accepted_for_float_but_not_the_reverse():
+    assert load_config(overrides=["train.lr=1"]).train.lr == 1.0
+    with pytest.raises(ConfigError, match="train.steps"):
+        load_config(overrides=["train.steps=1.5"])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.stepz=3", "train.stepz"),
+        ("nosuchsection.x=1", "nosuchsection"),
+        ("train.steps=abc", "train.steps"),
+        ("data.input_size=[1,2,3]", "data.input_size"),
+        ("train=5", "train"),
+        ("train.optimizer=sgd", "train.optimizer"),
+        ("data.input_size=[30,20]", "data.input_size"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(overrides=[override])
+
+
+def test_yaml_file_with_base_and_unknown_key(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  steps: 7\n  lr: 0.002\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\ntrain:\n  steps: 9\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg.train.steps, cfg.train.lr) == (9, 0.002)
+    (tmp_path / "bad.yaml").write_text("model:\n  backbonez: resnet18\n")
+    with pytest.raises(ConfigError, match="model.backbonez"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        load_config(tmp_path / "broken.yaml")
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_round_trip_through_dict_and_yaml():
+    cfg = load_config(overrides=["model.mfl_levels=[stage3]", "data.input_size=[64,48]"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert "stage3" in dump_yaml(cfg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_and_builds_its_model(path):
+    import torch
+
+    from trspose.engine.build import build_model
+
+    cfg = load_config(path)
+    model = build_model(cfg).eval()
+    h, w = cfg.data.input_size
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, h, w))
+    assert out.heatmaps.shape == (1, 17, h // 4, w // 4)
