@@ -9,9 +9,9 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 
 def test_defaults_and_dotted_overrides():
-    cfg = load_config(overrides=["train.steps=12", "data.input_size=[64,48]", "model.mfl_levels=[stage2,stage3]"])
+    cfg = load_config(overrides=["train.steps=12", "data.input_size=[64,32]", "model.mfl_levels=[stage2,stage3]"])
     assert cfg.train.steps == 12
-    assert cfg.data.input_size == (64, 48)
+    assert cfg.data.input_size == (64, 32)
     assert cfg.model.mfl_levels == ["stage2", "stage3"]
     assert cfg.train.lr == ExperimentConfig().train.lr
 
@@ -55,7 +55,7 @@ def test_yaml_file_with_base_and_unknown_key(tmp_path):
 
 
 def test_round_trip_through_dict_and_yaml():
-    cfg = load_config(overrides=["model.mfl_levels=[stage3]", "data.input_size=[64,48]"])
+    cfg = load_config(overrides=["model.mfl_levels=[stage3]", "data.input_size=[64,32]"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
     assert "stage3" in dump_yaml(cfg)
 

@@ -23,6 +23,8 @@ from typing import Any
 import yaml
 
 from trspose.errors import ConfigError
+from trspose.methods.keypoint_mix import KeypointMixConfig
+from trspose.methods.reviewer import ReviewerConfig
 
 
 @dataclass
@@ -50,7 +52,7 @@ class DataConfig:
     keypoints: str = "coco17"
     """Keypoint layout (see trspose.data.keypoints.SPECS)."""
     input_size: tuple[int, int] = (128, 96)
-    """Network input (height, width); heatmaps are a quarter of it."""
+    """Network input (height, width), multiples of 32; heatmaps are a quarter of it."""
     sigma: float = 2.0
     """Gaussian sigma of target heatmaps, in heatmap pixels."""
     workers: int = 2
@@ -148,6 +150,36 @@ class EvalConfig:
 
 
 @dataclass
+class MethodConfig:
+    """The training method and its semi-supervised knobs (ignored by 'supervised')."""
+
+    name: str = "supervised"
+    """'supervised', 'mean_teacher' (EMA teacher, no reviewer, no Keypoint-Mix), 'dual' (PoseDual) or 'trs'."""
+    unlabeled_batch_size: int = 32
+    """Unlabelled instances per step per rank."""
+    unlabeled_box_jitter: float = 0.0
+    """Relative jitter of unlabelled person boxes (0: ground-truth boxes, as the literature)."""
+    burn_in_steps: int = 200
+    """Supervised-only steps before the teacher is copied from the student and consistency starts."""
+    ema_momentum: float = 0.999
+    """Teacher = EMA of the student with this momentum."""
+    consistency_weight: float = 1.0
+    """Weight of the teacher consistency term after ramp-up."""
+    rampup_steps: int = 300
+    """Sigmoid ramp-up of the consistency weight after burn-in."""
+    confidence_threshold: float = 0.2
+    """Pseudo-keypoints whose teacher peak is below this are ignored."""
+    keypoint_mix: bool = True
+    """Keypoint-Mix on the student's strong view (TRS only)."""
+    keypoint_mix_labeled: bool = False
+    """Also apply Keypoint-Mix to labelled crops."""
+    mix: KeypointMixConfig = field(default_factory=KeypointMixConfig)
+    """Keypoint-Mix probability, count, patch size and source."""
+    reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
+    """The reviewer store (TRS only)."""
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment."""
 
@@ -159,6 +191,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -169,7 +202,8 @@ def validate(cfg: ExperimentConfig) -> None:
     checks = [
         (cfg.data.dataset in ("synthetic", "coco"), "data.dataset must be 'synthetic' or 'coco'"),
         (cfg.data.split_mode in ("first", "random"), "data.split_mode must be 'first' or 'random'"),
-        (all(s > 0 and s % 4 == 0 for s in cfg.data.input_size), "data.input_size must be positive multiples of 4"),
+        (all(s > 0 and s % 32 == 0 for s in cfg.data.input_size),
+         "data.input_size must be positive multiples of 32 (height, width), e.g. [256, 192] or [128, 96]"),
         (cfg.data.num_labeled >= 0, "data.num_labeled must be >= 0"),
         (0.0 <= cfg.data.labeled_fraction <= 1.0, "data.labeled_fraction must be in [0, 1]"),
         (not (cfg.data.num_labeled and cfg.data.labeled_fraction), "set data.num_labeled or data.labeled_fraction, not both"),
@@ -179,6 +213,15 @@ def validate(cfg: ExperimentConfig) -> None:
         (cfg.train.schedule in ("step", "cosine"), "train.schedule must be 'step' or 'cosine'"),
         (cfg.train.select_on in ("final", "holdout"), "train.select_on must be 'final' or 'holdout'"),
         (cfg.eval.decode in ("dark", "argmax"), "eval.decode must be 'dark' or 'argmax'"),
+        (cfg.method.name in ("supervised", "mean_teacher", "dual", "trs"),
+         "method.name must be one of supervised, mean_teacher, dual, trs"),
+        (cfg.method.reviewer.policy in ("best", "periodic", "slow_ema", "none"),
+         "method.reviewer.policy must be best, periodic, slow_ema or none"),
+        (cfg.method.reviewer.fusion in ("separate", "agreement", "confidence"),
+         "method.reviewer.fusion must be separate, agreement or confidence"),
+        (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
+        (cfg.method.mix.source in ("batch", "swap"), "method.mix.source must be 'batch' or 'swap'"),
+        (0.0 <= cfg.method.ema_momentum <= 1.0, "method.ema_momentum must be in [0, 1]"),
         (not cfg.model.mfl_weights or len(cfg.model.mfl_weights) == len(cfg.model.mfl_levels),
          "model.mfl_weights must be empty or have one weight per model.mfl_levels entry"),
     ]  # fmt: skip

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from trspose.config import ExperimentConfig
-from trspose.data.codec import HeatmapCodec
 from trspose.data.coco import PersonInstance, load_coco_instances
+from trspose.data.codec import HeatmapCodec
 from trspose.data.datasets import TopDownDataset
 from trspose.data.keypoints import SPECS, KeypointSpec
-from trspose.data.splits import load_split, make_labeled_split, save_split
-from trspose.data.transforms import AugmentConfig, TopDownTransform
+from trspose.data.splits import load_split, make_labeled_split, save_split, select_instances
+from trspose.data.transforms import AugmentConfig, StrongAugmentConfig, TopDownTransform
+from trspose.data.unlabeled import UnlabeledViewsDataset
 from trspose.engine.distributed import DistributedContext, barrier
 from trspose.errors import ConfigError
 from trspose.methods.base import Method
+from trspose.methods.dual import DualNetworks
 from trspose.methods.supervised import Supervised
+from trspose.methods.teacher_student import TeacherReviewerStudent
 from trspose.models import build_pose_model
 
 
@@ -113,10 +118,9 @@ def labeled_split(
         )
         if saved is not None:
             save_split(split, saved)
-    by_id = {inst.ann_id: inst for inst in instances}
-    labeled = [by_id[a] for a in split["labeled"]]
-    holdout = [by_id[a] for a in split["holdout"]]
-    return labeled, holdout
+    if d.num_labeled == 0 and d.labeled_fraction == 0 and d.holdout_fraction == 0:
+        return list(instances), []
+    return select_instances(instances, split["train_ann_ids"]), select_instances(instances, split["holdout_ann_ids"])
 
 
 def load_instances(files: DataFiles, spec: KeypointSpec, split: str) -> list[PersonInstance]:
@@ -146,7 +150,43 @@ def level_weights(cfg: ExperimentConfig) -> dict[str, float]:
 
 
 def build_method(cfg: ExperimentConfig, model: torch.nn.Module) -> Method:
-    return Supervised(model, level_weights(cfg))
+    """``method.name`` chooses the method; all share the loop, the data and the evaluation."""
+    name, weights = cfg.method.name, level_weights(cfg)
+    flip_index = keypoint_spec(cfg).flip_index()
+    if name == "supervised":
+        return Supervised(model, weights)
+    if name == "dual":
+        torch.manual_seed(cfg.train.seed + 1)  # the partner starts from a different random initialisation
+        return DualNetworks(model, build_model(cfg), weights, cfg.method, flip_index)
+    method_cfg = cfg.method
+    if name == "mean_teacher":  # PoseCons family: one network + its EMA, nothing else
+        method_cfg = dataclasses.replace(
+            cfg.method, keypoint_mix=False, reviewer=dataclasses.replace(cfg.method.reviewer, policy="none")
+        )
+    return TeacherReviewerStudent(model, weights, method_cfg, flip_index)
+
+
+# Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
+WEAK_AUGMENT = AugmentConfig(scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0)
+
+
+def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
+    """Unlabelled stream: every training instance (labelled ones included, as in the literature), keypoints
+    ignored, boxes optionally jittered to mimic detector boxes."""
+    jitter = cfg.method.unlabeled_box_jitter
+    if jitter > 0:
+        rng = np.random.default_rng(cfg.train.seed + 12345)
+        instances = [_jitter_box(inst, jitter, rng) for inst in instances]
+    return UnlabeledViewsDataset(
+        instances, keypoint_spec(cfg), cfg.data.input_size, WEAK_AUGMENT, StrongAugmentConfig(), seed=cfg.train.seed + 1
+    )
+
+
+def _jitter_box(instance: PersonInstance, jitter: float, rng: np.random.Generator) -> PersonInstance:
+    x, y, w, h = instance.box
+    dx, dy, dw, dh = rng.uniform(-jitter, jitter, size=4)
+    box = np.array([x + dx * w, y + dy * h, w * (1 + dw), h * (1 + dh)], dtype=np.float32)
+    return dataclasses.replace(instance, box=box)
 
 
 def build_optimizer(cfg: ExperimentConfig, parameters) -> torch.optim.Optimizer:

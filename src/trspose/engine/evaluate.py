@@ -71,7 +71,7 @@ def predict(
     parts: list[Predictions] = []
     for batch in tqdm(loader, desc="predict", disable=not (progress and ctx.is_main), leave=False):
         heatmaps = predict_heatmaps(model, batch.images.to(ctx.device), flip_index)
-        coords, scores = codec.decode(heatmaps, method=decode)  # (B, K, 2) crop pixels, (B, K)
+        coords, scores = codec.decode(heatmaps, decode_method=decode)  # (B, K, 2) crop pixels, (B, K)
         coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
         matrices = batch.crop_to_image.numpy()  # (B, 2, 3)
         in_image = np.stack([affine_points(c, m) for c, m in zip(coords, matrices)])
@@ -93,8 +93,8 @@ def predict(
 def coco_metrics(predictions: Predictions, ground_truth, sigmas, *, oks_nms: bool = False) -> dict[str, float]:
     """COCO keypoint AP/AR (fractions) of ``predictions`` against a COCO ground-truth file or object."""
     results = make_results(
-        predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score, use_oks_nms=oks_nms,
-        sigmas=sigmas,
+        predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score,
+        nms_threshold=0.9 if oks_nms else None, sigmas=sigmas,
     )  # fmt: skip
     return evaluate_coco_keypoints(ground_truth, results, sigmas=sigmas, image_ids=sorted(set(predictions.image_id.tolist())))
 

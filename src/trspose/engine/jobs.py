@@ -6,7 +6,6 @@ Each job builds what it needs from a config (``train``) or from the config store
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -17,12 +16,12 @@ from trspose.config import ExperimentConfig, config_from_dict
 from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
 from trspose.engine import build
 from trspose.engine.checkpoint import load_checkpoint
-from trspose.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from trspose.engine.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
 from trspose.engine.evaluate import Predictions, coco_metrics, predict
 from trspose.engine.run_folder import prepare_run_folder
-from trspose.engine.trainer import TrainingData, evaluate_validation, fit
-from trspose.evaluation.coco_eval import make_results, write_results_json
+from trspose.engine.trainer import TrainingData, evaluate_validation, fit, seed_everything
 from trspose.errors import DataError
+from trspose.evaluation.coco_eval import make_results, write_results_json
 
 METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -51,10 +50,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
     """Train from a config; returns the final validation metrics (percent)."""
     ctx = setup_distributed()
     try:
-        run_dir = prepare_run_folder(cfg, resume=resume, overwrite=overwrite) if ctx.is_main else None
+        if ctx.is_main:
+            prepare_run_folder(cfg, resume=resume, overwrite=overwrite)
+        barrier()
         run_dir = Path(cfg.output_dir) / cfg.name
-        if ctx.enabled:
-            torch.distributed.barrier()
+        seed_everything(cfg.train.seed)  # the same initial weights on every rank and in every rerun
         model = build.build_model(cfg)
         method = build.build_method(cfg, model)
         data = prepare_training_data(cfg, method, run_dir, ctx)

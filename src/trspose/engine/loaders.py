@@ -45,15 +45,17 @@ class PositionSampler(Sampler[int]):
 
 
 class PositionDataset(Dataset):
-    """Maps a global position to (instance index, per-sample seed) and asks ``read(index, rng)`` for the sample."""
+    """Maps a global position to an instance index (a seeded permutation per pass over the data) and reads
+    ``dataset[(index, position)]``: the position doubles as the augmentation draw, so it alone decides the sample.
+    """
 
-    def __init__(self, num_items: int, read: Callable[[int, np.random.Generator], object], seed: int):
-        if num_items <= 0:
+    def __init__(self, dataset: Dataset, seed: int):
+        if len(dataset) == 0:
             raise ValueError("PositionDataset needs at least one item")
-        self.num_items = num_items
-        self.read = read
+        self.dataset = dataset
+        self.num_items = len(dataset)
         self.seed = seed
-        self._epoch, self._order = -1, np.arange(num_items)
+        self._epoch, self._order = -1, np.arange(self.num_items)
 
     def index_of(self, position: int) -> int:
         epoch, offset = divmod(position, self.num_items)
@@ -66,8 +68,7 @@ class PositionDataset(Dataset):
         return 2**62
 
     def __getitem__(self, position: int):
-        rng = np.random.default_rng((self.seed, 7919, position))
-        return self.read(self.index_of(position), rng)
+        return self.dataset[(self.index_of(position), position)]
 
 
 def stream(

@@ -12,6 +12,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import subprocess
@@ -99,11 +100,13 @@ class MetricsLogger:
     def log(self, step: int, values: dict[str, float], kind: str = "train") -> None:
         if self.path is None:
             return
-        record = {"step": step, "kind": kind, "time": round(time.time(), 3), **values}
+        clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}  # nan (undefined) -> null
+        record = {"step": step, "kind": kind, "time": round(time.time(), 3), **clean}
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
+        for key, value in clean.items():
+            if value is not None:
+                self.writer.add_scalar(key, value, step)
 
     def close(self) -> None:
         if self.writer is not None:

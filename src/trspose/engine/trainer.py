@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from trspose.config import ExperimentConfig, config_to_dict
 from trspose.data.datasets import collate_pose
+from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from trspose.engine.distributed import DistributedContext, reduce_mean
@@ -87,7 +88,7 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
     """Train ``method`` for ``cfg.train.steps`` optimiser steps; returns the final validation metrics."""
     t = cfg.train
     seed_everything(t.seed + ctx.rank)
-    method.trainable.to(ctx.device)
+    method.to(ctx.device)
     optimizer = build.build_optimizer(cfg, method.parameters())
     lr_factor = lambda s: learning_rate_factor(  # noqa: E731
         s, total_steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule, milestones=t.milestones, gamma=t.gamma
@@ -98,7 +99,7 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
     if resume:
         state = load_checkpoint(checkpoints / "last.pt")
         method.load_state_dict(state["method"])
-        method.trainable.to(ctx.device)
+        method.to(ctx.device)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"][min(ctx.rank, len(state["rng"]) - 1)])
@@ -124,7 +125,7 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
             out = method.training_step(labeled, unlabeled, step)
         if not torch.isfinite(out.loss):
             raise TrainingError(
-                f"loss became {float(out.loss)} at step {step}; the last good checkpoint is '{checkpoints / 'last.pt'}'. "
+                f"loss became {float(out.loss.detach())} at step {step}; the last good checkpoint is '{checkpoints / 'last.pt'}'. "
                 "Lower train.lr or set train.grad_clip, then --resume"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -153,7 +154,8 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
     final = evaluate_validation(cfg, method, data, ctx, progress=True)
     if ctx.is_main:
         logger.log(t.steps, final, kind="final")
-        (run_dir / "final_metrics.json").write_text(json.dumps({"step": t.steps, **final}, indent=2))
+        finite = {k: (v if math.isfinite(v) else None) for k, v in final.items()}  # undefined (nan) -> null
+        (run_dir / "final_metrics.json").write_text(json.dumps({"step": t.steps, **finite}, indent=2))
     logger.close()
     return final
 
@@ -161,15 +163,15 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
 def _open_streams(cfg, method, data: TrainingData, ctx: DistributedContext, start_step: int) -> dict:
     t = cfg.train
     pin = ctx.device.type == "cuda"
-    labeled = PositionDataset(len(data.labeled), data.labeled.read, seed=t.seed)
+    labeled = PositionDataset(data.labeled, seed=t.seed)
     streams = {
         "labeled": stream(labeled, StreamSpec(t.batch_size, ctx.rank, ctx.world_size), collate_pose,
                           start_step=start_step, workers=cfg.data.workers, pin_memory=pin),
     }  # fmt: skip
     if method.uses_unlabeled:
-        unlabeled = PositionDataset(len(data.unlabeled), data.unlabeled.read, seed=t.seed + 1)
+        unlabeled = PositionDataset(data.unlabeled, seed=t.seed + 1)
         streams["unlabeled"] = stream(
-            unlabeled, StreamSpec(method.unlabeled_batch_size, ctx.rank, ctx.world_size), data.unlabeled.collate,
+            unlabeled, StreamSpec(method.unlabeled_batch_size, ctx.rank, ctx.world_size), collate_unlabeled,
             start_step=start_step, workers=cfg.data.workers, pin_memory=pin,
         )  # fmt: skip
     return streams

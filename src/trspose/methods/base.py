@@ -42,6 +42,10 @@ class Method:
     def train(self) -> None:
         self.trainable.train()
 
+    def to(self, device: torch.device) -> None:
+        """Move every network (trainable or not) to ``device``."""
+        self.trainable.to(device)
+
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
         raise NotImplementedError
 

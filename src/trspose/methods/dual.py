@@ -1,0 +1,66 @@
+"""Dual networks teaching each other (the "PoseDual" baseline, Xie et al., ICCV 2021).
+
+Two students, both optimised. Each predicts on the weak view (eval mode, no_grad: unlike the PoseDual code,
+whose train-mode teacher pass lets zero-padded views leak into BatchNorm statistics) and the other learns on
+the strong view from that pseudo-target. Costs about twice a mean teacher per step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trspose.config import MethodConfig
+from trspose.engine.schedules import sigmoid_rampup
+from trspose.methods.base import Method, StepOutput
+from trspose.methods.losses import multi_level_loss
+from trspose.methods.pseudo_labels import make_pseudo_target
+
+
+class DualNetworks(Method):
+    uses_unlabeled = True
+
+    def __init__(self, first: nn.Module, second: nn.Module, level_weights: dict[str, float], cfg: MethodConfig, flip_index):
+        super().__init__({"student": first, "partner": second})
+        self.cfg = cfg
+        self.level_weights = level_weights
+        self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
+        self.unlabeled_batch_size = cfg.unlabeled_batch_size
+
+    @torch.no_grad()
+    def _target(self, name: str, unlabeled):
+        network = self.trainable[name]
+        was_training = network.training
+        network.eval()
+        heatmaps = network(unlabeled.weak).heatmaps.float()
+        network.train(was_training)
+        flip_index = self.flip_index.to(heatmaps.device)
+        return make_pseudo_target(heatmaps, unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold)
+
+    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+        n = labeled.images.shape[0]
+        use_unlabeled = unlabeled is not None and step >= self.cfg.burn_in_steps
+        targets = {"student": self._target("partner", unlabeled), "partner": self._target("student", unlabeled)} if use_unlabeled else {}
+        images = torch.cat([labeled.images, unlabeled.strong]) if use_unlabeled else labeled.images
+        ramp = self.cfg.consistency_weight * sigmoid_rampup(step, self.cfg.burn_in_steps, self.cfg.rampup_steps)
+        total, metrics = 0.0, {}
+        for name in ("student", "partner"):
+            output = self.forward[name](images)
+            levels_l = {k: v[:n] for k, v in output.levels.items()}
+            supervised, parts = multi_level_loss(output.heatmaps[:n], levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights)
+            total = total + supervised
+            metrics[f"loss/supervised_{name}"] = float(parts["main"].detach())
+            if use_unlabeled:
+                target = targets[name]
+                levels_u = {k: v[n:] for k, v in output.levels.items()}
+                consistency, _ = multi_level_loss(output.heatmaps[n:], levels_u, target.heatmaps, target.weight, self.level_weights)
+                total = total + ramp * consistency
+                metrics[f"loss/consistency_{name}"] = float(consistency.detach())
+                metrics["pseudo/kept_fraction"] = float(target.weight.mean())
+        return StepOutput(total, metrics)
+
+    def inference_model(self) -> nn.Module:
+        return self.trainable["student"]
+
+    def candidates(self) -> dict[str, nn.Module]:
+        return {"student": self.trainable["student"], "partner": self.trainable["partner"]}

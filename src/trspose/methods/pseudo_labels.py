@@ -1,0 +1,72 @@
+"""Pseudo-targets for the student's strong view from a teacher's (or reviewer's) weak-view heatmaps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trspose.data.geometry import warp_heatmaps
+
+
+@dataclass
+class PseudoTarget:
+    heatmaps: torch.Tensor  # (B, K, h, w) in the strong view
+    weight: torch.Tensor  # (B, K) 1 where the keypoint is trusted
+    confidence: torch.Tensor  # (B, K) peak value in the weak view
+    peaks: torch.Tensor  # (B, K, 2) argmax location in the strong view, heatmap pixels (x, y)
+
+
+def heatmap_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, h, w) -> integer argmax locations (B, K, 2) as (x, y) and peak values (B, K)."""
+    b, k, h, w = heatmaps.shape
+    values, index = heatmaps.reshape(b, k, h * w).max(dim=2)
+    return torch.stack([index % w, index // w], dim=-1).float(), values
+
+
+def make_pseudo_target(
+    weak_heatmaps: torch.Tensor,
+    weak_to_strong: torch.Tensor,
+    flipped: torch.Tensor,
+    flip_index,
+    threshold: float,
+) -> PseudoTarget:
+    """Warp weak-view heatmaps into the strong view; keep keypoints whose weak peak >= threshold and whose
+    warped peak is still inside the strong view (a keypoint moved out of the crop is not a target)."""
+    _, confidence = heatmap_peaks(weak_heatmaps)
+    strong = warp_heatmaps(weak_heatmaps.float(), weak_to_strong, flip_index, flipped)  # (B, K, h, w)
+    peaks, warped_peak = heatmap_peaks(strong)
+    # a keypoint whose peak left the crop keeps only a tail of its Gaussian: its warped maximum collapses
+    inside = warped_peak >= 0.5 * _permute(confidence, flipped, flip_index)
+    weight = ((_permute(confidence, flipped, flip_index) >= threshold) & inside).float()
+    return PseudoTarget(heatmaps=strong, weight=weight, confidence=_permute(confidence, flipped, flip_index), peaks=peaks)
+
+
+def _permute(per_keypoint: torch.Tensor, flipped: torch.Tensor, flip_index) -> torch.Tensor:
+    """Reorder (B, K) values like warp_heatmaps reorders channels of flipped samples."""
+    if flip_index is None:
+        return per_keypoint
+    index = torch.as_tensor(flip_index, device=per_keypoint.device, dtype=torch.long)
+    return torch.where(flipped[:, None].bool(), per_keypoint[:, index], per_keypoint)
+
+
+def fuse_targets(teacher: PseudoTarget, reviewer: PseudoTarget, mode: str, agreement_px: float) -> tuple[PseudoTarget, torch.Tensor]:
+    """One target per keypoint from teacher and reviewer.
+
+    'agreement': where both peaks lie within ``agreement_px`` average the heatmaps; where they disagree keep the
+    more confident one (and require it to pass its own threshold). 'confidence': always the more confident one.
+    Returns the fused target and the (B, K) agreement mask (for logging).
+    """
+    agree = (teacher.peaks - reviewer.peaks).norm(dim=-1) <= agreement_px  # (B, K)
+    reviewer_wins = (reviewer.confidence > teacher.confidence)[..., None, None]
+    chosen = torch.where(reviewer_wins, reviewer.heatmaps, teacher.heatmaps)
+    chosen_weight = torch.where(reviewer_wins[..., 0, 0], reviewer.weight, teacher.weight)
+    if mode == "agreement":
+        averaged = 0.5 * (teacher.heatmaps + reviewer.heatmaps)
+        heatmaps = torch.where(agree[..., None, None], averaged, chosen)
+        weight = torch.where(agree, torch.maximum(teacher.weight, reviewer.weight), chosen_weight)
+    else:
+        heatmaps, weight = chosen, chosen_weight
+    confidence = torch.maximum(teacher.confidence, reviewer.confidence)
+    peaks = torch.where(reviewer_wins[..., 0], reviewer.peaks, teacher.peaks)
+    return PseudoTarget(heatmaps=heatmaps, weight=weight, confidence=confidence, peaks=peaks), agree

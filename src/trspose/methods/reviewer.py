@@ -1,0 +1,111 @@
+"""The reviewer: a small store of important historical parameters that gives the student a second target.
+
+Policies (``ReviewerConfig.policy``):
+- ``best``: snapshot the teacher whenever its hold-out score is a new best (default; "important" = good);
+- ``periodic``: snapshot the teacher every ``every`` steps;
+- ``slow_ema``: one network, an EMA of the teacher with a much larger momentum.
+The store keeps the ``size`` most recent snapshots (for ``best``: the best ones); predictions are averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trspose.methods.ema import ema_update, frozen_copy
+
+
+@dataclass
+class ReviewerConfig:
+    policy: str = "best"
+    """'best', 'periodic', 'slow_ema' or 'none' (no reviewer)."""
+    size: int = 1
+    """Snapshots kept in the store."""
+    every: int = 500
+    """Period of the 'periodic' policy, in steps."""
+    momentum: float = 0.9998
+    """EMA momentum of the 'slow_ema' policy (teacher uses train.ema_momentum)."""
+    weight: float = 0.5
+    """Weight of the reviewer consistency term relative to the teacher's (mode 'separate')."""
+    fusion: str = "separate"
+    """'separate' (two weighted loss terms), 'agreement' or 'confidence' (one fused target per keypoint)."""
+    agreement_px: float = 2.0
+    """Teacher and reviewer peaks closer than this (heatmap pixels) agree."""
+
+
+class ReviewerStore:
+    """Holds up to ``size`` frozen networks and the bookkeeping of the policy."""
+
+    def __init__(self, template: nn.Module, cfg: ReviewerConfig):
+        self.cfg = cfg
+        self.template = template
+        self.networks: list[nn.Module] = []
+        self.scores: list[float] = []
+        self.steps: list[int] = []
+        self.best_score = -math.inf
+
+    @property
+    def active(self) -> bool:
+        return bool(self.networks)
+
+    def snapshot(self, source: nn.Module, step: int, score: float) -> None:
+        """Add a frozen copy of ``source``; drop the oldest (or, for 'best', the worst) beyond ``size``."""
+        network = frozen_copy(source)
+        self.networks.append(network)
+        self.scores.append(score)
+        self.steps.append(step)
+        while len(self.networks) > self.cfg.size:
+            drop = min(range(len(self.scores)), key=self.scores.__getitem__) if self.cfg.policy == "best" else 0
+            for store in (self.networks, self.scores, self.steps):
+                store.pop(drop)
+
+    def after_step(self, step: int, teacher: nn.Module, teacher_ready: bool) -> bool:
+        """Policies driven by the step count. Returns True when a snapshot was taken or updated."""
+        if not teacher_ready:
+            return False
+        if self.cfg.policy == "periodic" and (step + 1) % self.cfg.every == 0:
+            self.snapshot(teacher, step + 1, float(step + 1))
+            return True
+        if self.cfg.policy == "slow_ema":
+            if not self.networks:
+                self.snapshot(teacher, step + 1, 0.0)
+            else:
+                ema_update(self.networks[0], teacher, self.cfg.momentum)
+            return True
+        return False
+
+    def after_evaluation(self, step: int, score: float, teacher: nn.Module, teacher_ready: bool) -> bool:
+        """The 'best' policy: snapshot when and only when the teacher's hold-out score is a new best."""
+        if self.cfg.policy != "best" or not teacher_ready or score <= self.best_score:
+            return False
+        self.best_score = score
+        self.snapshot(teacher, step, score)
+        return True
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean heatmaps of the stored networks (eval mode). (B, 3, H, W) -> (B, K, h, w)."""
+        return torch.stack([net(images).heatmaps.float() for net in self.networks]).mean(dim=0)
+
+    def to(self, device: torch.device) -> None:
+        for net in self.networks:
+            net.to(device)
+
+    def state_dict(self) -> dict:
+        return {
+            "networks": [net.state_dict() for net in self.networks],
+            "scores": list(self.scores),
+            "steps": list(self.steps),
+            "best_score": self.best_score,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.networks = []
+        for weights in state["networks"]:
+            network = frozen_copy(self.template)
+            network.load_state_dict(weights)
+            self.networks.append(network)
+        self.scores, self.steps, self.best_score = list(state["scores"]), list(state["steps"]), state["best_score"]

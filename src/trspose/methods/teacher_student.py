@@ -1,0 +1,139 @@
+"""Teacher-Reviewer-Student (TRS) and, with the reviewer, MFL and Keypoint-Mix switched off, mean teacher.
+
+Per step (METHOD.md):
+    L = L_sup(S(x_l), H_gt) + w_t(t) L_cons(S(strong(x_u)), A(T(weak(x_u)))) + w_r(t) L_cons(S(strong(x_u)), A(R(weak(x_u))))
+The teacher T is an EMA of the student S after a supervised burn-in; the reviewer R is a store of good past
+teachers (see reviewer.py). T and R predict in eval mode under no_grad and are never wrapped in DDP. The
+student sees labelled crops and strong views in ONE forward pass, so its BatchNorm statistics see both and
+DDP sees one forward per backward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trspose.config import MethodConfig
+from trspose.engine.schedules import sigmoid_rampup
+from trspose.methods.base import Method, StepOutput
+from trspose.methods.ema import copy_weights, ema_update, frozen_copy
+from trspose.methods.keypoint_mix import keypoint_mix
+from trspose.methods.losses import multi_level_loss
+from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target
+from trspose.methods.reviewer import ReviewerStore
+
+
+class TeacherReviewerStudent(Method):
+    uses_unlabeled = True
+
+    def __init__(self, student: nn.Module, level_weights: dict[str, float], cfg: MethodConfig, flip_index):
+        super().__init__({"student": student})
+        self.cfg = cfg
+        self.level_weights = level_weights
+        self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
+        self.teacher = frozen_copy(student)
+        self.reviewer = ReviewerStore(student, cfg.reviewer)
+        self.unlabeled_batch_size = cfg.unlabeled_batch_size
+        self.generator = torch.Generator().manual_seed(0)
+        self.step = 0
+
+    @property
+    def teacher_ready(self) -> bool:
+        return self.step >= self.cfg.burn_in_steps
+
+    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+        self.step = step
+        n_labeled = labeled.images.shape[0]
+        labeled_images = labeled.images
+        if self.cfg.keypoint_mix and self.cfg.keypoint_mix_labeled:
+            labeled_images = self._mix(labeled_images, labeled.keypoints[..., :2], labeled.target_weight > 0)
+        if not self.teacher_ready or unlabeled is None:  # burn-in: supervised only
+            output = self.forward["student"](labeled_images)
+            loss, parts = multi_level_loss(output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights)
+            return StepOutput(loss, {"loss/supervised": float(parts["main"].detach())})
+
+        teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
+        strong = unlabeled.strong
+        if self.cfg.keypoint_mix:
+            stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
+            strong = self._mix(strong, (teacher_target.peaks + 0.5) * stride - 0.5, teacher_target.weight > 0)
+        output = self.forward["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
+        lab = lambda t: t[:n_labeled]  # noqa: E731
+        unl = lambda t: t[n_labeled:]  # noqa: E731
+        levels_l = {k: lab(v) for k, v in output.levels.items()}
+        levels_u = {k: unl(v) for k, v in output.levels.items()}
+        supervised, parts = multi_level_loss(lab(output.heatmaps), levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights)
+        ramp = self.cfg.consistency_weight * sigmoid_rampup(step, self.cfg.burn_in_steps, self.cfg.rampup_steps)
+        teacher_loss, _ = multi_level_loss(unl(output.heatmaps), levels_u, teacher_target.heatmaps, teacher_target.weight, self.level_weights)
+        loss = supervised + ramp * teacher_loss
+        metrics.update({"loss/supervised": float(parts["main"].detach()), "loss/teacher": float(teacher_loss.detach()), "weight/consistency": ramp})
+        if reviewer_target is not None:
+            reviewer_loss, _ = multi_level_loss(unl(output.heatmaps), levels_u, reviewer_target.heatmaps, reviewer_target.weight, self.level_weights)
+            loss = loss + ramp * self.cfg.reviewer.weight * reviewer_loss
+            metrics["loss/reviewer"] = float(reviewer_loss.detach())
+        return StepOutput(loss, metrics)
+
+    @torch.no_grad()
+    def _pseudo_targets(self, unlabeled) -> tuple[PseudoTarget, PseudoTarget | None, dict]:
+        """Teacher (and reviewer) targets in the strong view, fused or separate, with statistics."""
+        flip_index = self.flip_index.to(unlabeled.weak.device)
+        teacher = make_pseudo_target(
+            self.teacher(unlabeled.weak).heatmaps.float(), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
+        )  # fmt: skip
+        metrics = {"pseudo/kept_fraction": float(teacher.weight.mean()), "pseudo/mean_confidence": float(teacher.confidence.mean())}
+        if self.cfg.reviewer.policy == "none" or not self.reviewer.active:
+            return teacher, None, metrics
+        reviewer = make_pseudo_target(
+            self.reviewer.predict(unlabeled.weak), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
+        )  # fmt: skip
+        fused, agree = fuse_targets(teacher, reviewer, self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px)
+        metrics["pseudo/teacher_reviewer_agreement"] = float(agree.float().mean())
+        if self.cfg.reviewer.fusion == "separate":
+            return teacher, reviewer, metrics
+        metrics["pseudo/kept_fraction"] = float(fused.weight.mean())
+        return fused, None, metrics
+
+    def _mix(self, images: torch.Tensor, points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        mixed, _ = keypoint_mix(images, points, valid, self.cfg.mix, self.generator, self.flip_index)
+        return mixed
+
+    def after_optimizer_step(self, step: int) -> None:
+        self.step = step + 1
+        student = self.trainable["student"]
+        if self.step == self.cfg.burn_in_steps:
+            copy_weights(self.teacher, student)  # FixMatch / unbiased-teacher: start the teacher from the student
+        elif self.step > self.cfg.burn_in_steps:
+            ema_update(self.teacher, student, self.cfg.ema_momentum)
+        if self.cfg.reviewer.policy != "none":
+            self.reviewer.after_step(step, self.teacher, self.teacher_ready)
+
+    def after_evaluation(self, step: int, score: float) -> None:
+        if self.cfg.reviewer.policy != "none":
+            self.reviewer.after_evaluation(step, score, self.teacher, self.teacher_ready)
+
+    def inference_model(self) -> nn.Module:
+        return self.teacher if self.teacher_ready else self.trainable["student"]
+
+    def candidates(self) -> dict[str, nn.Module]:
+        return {"teacher": self.teacher, "student": self.trainable["student"]}
+
+    def to(self, device) -> None:
+        super().to(device)
+        self.teacher.to(device)
+        self.reviewer.to(device)
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "teacher": self.teacher.state_dict(),
+            "reviewer": self.reviewer.state_dict(),
+            "step": self.step,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.teacher.load_state_dict(state["teacher"])
+        self.reviewer.load_state_dict(state["reviewer"])
+        self.step = state["step"]
+        self.generator.set_state(state["generator"])

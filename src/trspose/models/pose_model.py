@@ -1,0 +1,133 @@
+"""The pose model: backbone + heatmap head (+ light MFL level heads). Images in, heatmaps out.
+
+Losses, decoding and pseudo-labels live outside ``forward``. ``build_pose_model`` is the one
+place that translates names (backbone, levels) into modules.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from trspose.errors import ConfigError
+from trspose.models.backbones import BACKBONES, STAGE_NAMES, Backbone, build_backbone
+from trspose.models.heads import ConvHead, DeconvHead, LevelHead
+
+OUTPUT_STRIDE = 4  # heatmaps are input / 4 (64x48 for a 256x192 crop)
+INPUT_MULTIPLE = 32  # the deepest stage has stride 32; other sizes break the shape arithmetic
+
+# Which head each backbone uses: SimpleBaseline deconvolutions from the deepest ResNet stage, or
+# HRNet's 1x1 convolution on its stride-4 high-resolution branch.
+HEAD_KIND: dict[str, str] = {
+    "resnet10t": "deconv",
+    "mobilenetv3_small": "deconv",
+    "resnet18": "deconv",
+    "resnet50": "deconv",
+    "hrnet_w32": "conv",
+    "hrnet_w48": "conv",
+}
+MODEL_NAMES: list[str] = sorted(BACKBONES)
+
+
+@dataclass
+class PoseOutput:
+    """What a pose model returns."""
+
+    heatmaps: torch.Tensor  # (B, K, H/4, W/4) the main output; inference always uses this
+    # stage name -> (B, K, H/4, W/4) auxiliary heatmaps of the MFL level heads; empty without MFL
+    levels: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class PoseModel(nn.Module):
+    """Backbone features -> main head heatmaps, plus one auxiliary heatmap set per MFL level.
+
+    With ``fuse_levels`` the returned ``heatmaps`` are the mean of the main and level heatmaps.
+    Level heatmaps are always returned (in train and eval mode) so a method can supervise them or
+    read them from a teacher.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: nn.Module,
+        level_heads: nn.ModuleDict | None = None,
+        fuse_levels: bool = False,
+        *,
+        head_feature: str = "stage4",
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.level_heads = level_heads if level_heads is not None else nn.ModuleDict()
+        self.fuse_levels = fuse_levels
+        self.head_feature = head_feature  # the backbone stage the main head reads
+
+    def forward(self, images: torch.Tensor) -> PoseOutput:  # (B, 3, H, W)
+        features = self.backbone(images)  # stage -> (B, C_i, H / s_i, W / s_i)
+        heatmaps = self.head(features[self.head_feature])  # (B, K, H/4, W/4)
+        output_size = tuple(heatmaps.shape[-2:])
+        levels = {name: head(features[name], output_size) for name, head in self.level_heads.items()}
+        if self.fuse_levels and levels:
+            heatmaps = torch.stack([heatmaps, *levels.values()]).mean(dim=0)  # (B, K, H/4, W/4)
+        return PoseOutput(heatmaps=heatmaps, levels=levels)
+
+
+def _head_stage(kind: str, num_deconv_layers: int) -> str:
+    """The backbone stage the main head reads, such that its output stride is 4."""
+    if kind == "conv":
+        return "stage1"  # HRNet's stride-4 high-resolution branch
+    stage = f"stage{num_deconv_layers + 1}"  # each deconvolution halves the stride
+    if stage not in STAGE_NAMES:
+        raise ConfigError(
+            f"num_deconv_layers={num_deconv_layers} must be 0 to 3 (from stride 4 to 32 to stride 4)"
+        )
+    return stage
+
+
+def _build_head(
+    kind: str, in_channels: int, num_keypoints: int, head_channels: int, num_deconv_layers: int
+) -> nn.Module:
+    if kind == "conv":
+        return ConvHead(in_channels, num_keypoints)
+    return DeconvHead(
+        in_channels, num_keypoints, num_deconv_layers=num_deconv_layers, deconv_channels=head_channels
+    )
+
+
+def build_pose_model(
+    *,
+    backbone: str,
+    num_keypoints: int,
+    input_size: tuple[int, int],
+    mfl_levels: tuple[str, ...] = (),
+    fuse_levels: bool = False,
+    pretrained_path: str | None = None,
+    head_channels: int = 256,
+    num_deconv_layers: int = 3,
+) -> PoseModel:
+    """Build a top-down heatmap model whose output is exactly ``input_size / 4`` (height, width)."""
+    if backbone not in HEAD_KIND:
+        raise ConfigError(f"unknown backbone {backbone!r}; valid names: {', '.join(MODEL_NAMES)}")
+    height, width = input_size
+    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height <= 0 or width <= 0:
+        raise ConfigError(
+            f"input_size {tuple(input_size)} must be positive multiples of {INPUT_MULTIPLE} "
+            "(height, width), e.g. (256, 192) or (128, 96)"
+        )
+    if fuse_levels and not mfl_levels:
+        raise ConfigError("fuse_levels needs at least one MFL level; set mfl_levels or turn fuse_levels off")
+    unknown = [name for name in mfl_levels if name not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown MFL level(s) {unknown}; valid levels: {', '.join(STAGE_NAMES)}")
+    kind = HEAD_KIND[backbone]
+    head_feature = _head_stage(kind, num_deconv_layers)
+    stages = tuple(name for name in STAGE_NAMES if name == head_feature or name in mfl_levels)
+    body = build_backbone(backbone, pretrained_path=pretrained_path, stages=stages)
+    head = _build_head(kind, body.channels[head_feature], num_keypoints, head_channels, num_deconv_layers)
+    level_heads = nn.ModuleDict(
+        {
+            name: LevelHead(body.channels[name], num_keypoints, stride=body.strides[name])
+            for name in mfl_levels
+        }
+    )
+    return PoseModel(body, head, level_heads, fuse_levels=fuse_levels, head_feature=head_feature)

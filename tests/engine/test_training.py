@@ -1,0 +1,143 @@
+"""End-to-end training on a tiny stick-figure COCO dataset: run folder, exact resume, bad input, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.stick_figures import write_stick_figure_dataset
+from trspose.cli import main
+from trspose.config import load_config
+from trspose.engine import jobs
+from trspose.engine.checkpoint import load_checkpoint
+from trspose.errors import TrainingError
+
+REPO = Path(__file__).parents[2]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def stick_root(tmp_path_factory) -> Path:
+    return write_stick_figure_dataset(tmp_path_factory.mktemp("sticks"))
+
+
+def tiny_config(root: Path, out: Path, *extra: str):
+    return load_config(TINY, [f"data.root={root}", f"output_dir={out}", *extra])
+
+
+def student_weights(path: Path) -> dict:
+    return load_checkpoint(path)["method"]["trainable"]
+
+
+def test_training_writes_a_complete_run_folder(stick_root, tmp_path):
+    cfg = tiny_config(stick_root, tmp_path)
+    metrics = jobs.train(cfg)
+    run = tmp_path / "tiny"
+    for name in ("config.yaml", "environment.json", "metrics.jsonl", "final_metrics.json", "split.json",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):  # fmt: skip
+        assert (run / name).is_file(), name
+    assert set(metrics) >= {"val/AP", "val/AP50", "val/AR"}
+    assert 0.0 <= metrics["val/AP"] <= 100.0 and 0.0 <= metrics["val/AR"] <= 100.0
+    assert all(v != v or 0.0 <= v <= 100.0 for v in metrics.values())  # nan: no people of that size
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if r["kind"] == "train"]
+    assert train_steps == list(range(1, 7))
+    assert any("holdout/pck_model" in r for r in records if r["kind"] == "eval")
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 6 and state["config"]["data"]["input_size"] == [64, 64]
+    env = json.loads((run / "environment.json").read_text())
+    assert env["versions"]["torch"] and env["git_revision"]
+    # eval needs only the checkpoint, and reproduces the final validation AP
+    again = jobs.evaluate(run / "checkpoints" / "last.pt")
+    assert again["AP"] == pytest.approx(metrics["val/AP"], abs=1e-9)
+
+
+def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monkeypatch):
+    jobs.train(tiny_config(stick_root, tmp_path, "name=straight"))
+    from trspose.methods.supervised import Supervised
+
+    original = Supervised.after_optimizer_step
+
+    def crash_at_step_four(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        original(self, step)
+
+    monkeypatch.setattr(Supervised, "after_optimizer_step", crash_at_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.train(tiny_config(stick_root, tmp_path, "name=crashed"))
+    assert load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["step"] == 3
+    monkeypatch.setattr(Supervised, "after_optimizer_step", original)
+    jobs.train(tiny_config(stick_root, tmp_path, "name=crashed"), resume=True)
+    straight = student_weights(tmp_path / "straight" / "checkpoints" / "last.pt")
+    resumed = student_weights(tmp_path / "crashed" / "checkpoints" / "last.pt")
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    steps = [json.loads(x)["step"] for x in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(x)["kind"] == "train"]  # fmt: skip
+    assert steps == list(range(1, 7))  # no duplicated records after the resume
+
+
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(stick_root, tmp_path, monkeypatch):
+    from trspose.methods.base import StepOutput
+    from trspose.methods.supervised import Supervised
+
+    original = Supervised.training_step
+
+    def nan_at_step_four(self, labeled, unlabeled, step):
+        out = original(self, labeled, unlabeled, step)
+        return StepOutput(out.loss * float("nan"), out.metrics) if step == 4 else out
+
+    monkeypatch.setattr(Supervised, "training_step", nan_at_step_four)
+    with pytest.raises(TrainingError, match="loss became nan at step 4"):
+        jobs.train(tiny_config(stick_root, tmp_path))
+    assert load_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.pt")["step"] == 3
+    assert not list((tmp_path / "tiny" / "checkpoints").glob("*.tmp"))
+
+
+def test_cli_refuses_to_overwrite_a_run_and_reports_bad_input_in_one_line(stick_root, tmp_path, capsys):
+    args = ["train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}", "train.steps=2"]
+    assert main(args) == 0
+    before = (tmp_path / "tiny" / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: run folder") and "--overwrite" in err and "\n" not in err
+    assert (tmp_path / "tiny" / "checkpoints" / "last.pt").read_bytes() == before
+    assert main([*args, "train.nosuch=1"]) == 2
+    assert "train.nosuch" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert main(["train", str(TINY), f"data.root={tmp_path / 'nowhere'}", f"output_dir={tmp_path}", "name=x"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_predict_writes_results_and_overlays(stick_root, tmp_path):
+    jobs.train(tiny_config(stick_root, tmp_path, "train.steps=2"))
+    out = jobs.predict_images(tmp_path / "tiny" / "checkpoints" / "last.pt", [str(stick_root / "images" / "val")],
+                              boxes=None, out_dir=tmp_path / "pred")  # fmt: skip
+    results = json.loads((out / "predictions.json").read_text())
+    assert len(results) == 4 and all(len(r["keypoints"]) == 51 for r in results)
+    assert len(list((out / "overlays").glob("*.png"))) == 4 and (out / "grid.png").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_then_single_process_eval_agrees(stick_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               "-m", "trspose.cli", "train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}",
+               "name=ddp", "train.steps=4"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "ddp"
+    assert json.loads((run / "environment.json").read_text())["world_size"] == 2
+    final = json.loads((run / "final_metrics.json").read_text())
+    single = jobs.evaluate(run / "checkpoints" / "last.pt")
+    assert single["AP"] == pytest.approx(final["val/AP"], abs=1e-9)

@@ -1,0 +1,47 @@
+"""PCK / PCKh against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from trspose.evaluation import mpii_head_sizes, pck, pckh
+
+
+def test_pck_hand_computed():
+    gt = np.zeros((2, 3, 2))
+    pred = np.array(
+        [
+            [[3.0, 4.0], [0.0, 6.0], [1.0, 0.0]],  # distances 5, 6, 1
+            [[0.0, 2.0], [0.0, 0.5], [30.0, 40.0]],  # distances 2, 0.5, 50
+        ]
+    )
+    visible = np.array([[True, True, True], [True, False, True]])
+    normaliser = np.array([100.0, 20.0])  # thresholds at 0.05: 5.0 and 1.0 pixels
+    overall, per_keypoint = pck(pred, gt, visible, normaliser, threshold=0.05)
+    # person 0: 5 <= 5 yes, 6 no, 1 yes; person 1: 2 no, (hidden), 50 no -> 2 of 5 visible
+    assert overall == pytest.approx(2 / 5)
+    np.testing.assert_allclose(per_keypoint, [1 / 2, 0 / 1, 1 / 2])
+
+
+def test_pck_never_visible_keypoint_is_nan_and_nothing_visible_is_zero():
+    gt = np.zeros((1, 2, 2))
+    overall, per_keypoint = pck(gt, gt, np.array([[True, False]]), np.array([10.0]))
+    assert overall == 1.0
+    assert per_keypoint[0] == 1.0 and np.isnan(per_keypoint[1])
+    overall, _ = pck(gt, gt, np.zeros((1, 2), bool), np.array([10.0]))
+    assert overall == 0.0
+
+
+def test_pckh_uses_mpii_head_size():
+    head_boxes = np.array([[0.0, 0.0, 30.0, 40.0]])  # diagonal 50 -> head size 0.6 * 50 = 30
+    head_sizes = mpii_head_sizes(head_boxes)
+    np.testing.assert_allclose(head_sizes, [30.0])
+    gt = np.zeros((1, 2, 2))
+    pred = np.array([[[15.0, 0.0], [15.1, 0.0]]])  # PCKh@0.5 radius is 15 pixels
+    overall, per_keypoint = pckh(pred, gt, np.ones((1, 2), bool), head_sizes)
+    assert overall == 0.5
+    np.testing.assert_allclose(per_keypoint, [1.0, 0.0])
+
+
+def test_pck_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="normaliser"):
+        pck(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)), np.ones((2, 3), bool), np.ones(3))
