@@ -78,3 +78,31 @@ def test_checkpoint_is_atomic_and_errors_name_the_file(tmp_path):
     torch.save({"something": np.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(TrainingError, match="not a trspose checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_flip_test_is_unbiased():
+    """A model that is exactly mirror-symmetric must give the same peak with and without the flip test."""
+    from trspose.data.codec import HeatmapCodec
+    from trspose.engine.evaluate import predict_heatmaps
+
+    codec = HeatmapCodec((64, 64), (16, 16), sigma=2.0)
+
+    class Oracle(torch.nn.Module):
+        """Puts a Gaussian on the brightest input pixel (a perfectly equivariant 'model')."""
+
+        def forward(self, images):
+            from types import SimpleNamespace
+
+            b, _, h, w = images.shape
+            flat = images[:, 0].reshape(b, -1).argmax(dim=1)
+            points = torch.stack([flat % w, flat // w], dim=1).float()  # input px
+            maps = [torch.from_numpy(codec.encode(np.array([[*p.tolist(), 2.0]] * 17))[0]) for p in points]
+            return SimpleNamespace(heatmaps=torch.stack(maps))
+
+    images = torch.zeros(1, 3, 64, 64)
+    images[0, :, 30, 21] = 1.0
+    flip_index = np.arange(17)
+    plain, _ = codec.decode(predict_heatmaps(Oracle(), images, None))
+    flipped, _ = codec.decode(predict_heatmaps(Oracle(), images, flip_index))
+    assert plain[0, 0].tolist() == pytest.approx([21.0, 30.0], abs=0.15)
+    assert flipped[0, 0].tolist() == pytest.approx(plain[0, 0].tolist(), abs=0.15)

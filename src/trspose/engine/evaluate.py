@@ -45,9 +45,20 @@ def predict_heatmaps(model: nn.Module, images: torch.Tensor, flip_index: np.ndar
     """Heatmaps of the model's main output; with ``flip_index`` averaged with the flipped image's."""
     heatmaps = model(images).heatmaps.float()  # (B, K, h, w)
     if flip_index is not None:
-        flipped = model(torch.flip(images, dims=[3])).heatmaps.float()
-        heatmaps = 0.5 * (heatmaps + flip_back(flipped, flip_index))
+        flipped = flip_back(model(torch.flip(images, dims=[3])).heatmaps.float(), flip_index)
+        heatmaps = 0.5 * (heatmaps + shift_right(flipped, 1.0 - heatmaps.shape[3] / images.shape[3]))
     return heatmaps
+
+
+def shift_right(heatmaps: torch.Tensor, offset: float) -> torch.Tensor:
+    """Shift heatmaps right by a fraction of a pixel (linear interpolation; the left column is repeated).
+
+    Mirroring a crop maps input x to W-1-x, which lands at heatmap x' = w - w/W - x*w/W, while mirroring a
+    heatmap maps x to w-1-x: a flipped-back heatmap sits (1 - w/W) heatmap pixels too far left
+    (HRNet corrects this with a whole-pixel shift; the exact offset is 0.75 px at stride 4).
+    """
+    previous = torch.cat([heatmaps[..., :1], heatmaps[..., :-1]], dim=-1)  # value at x - 1
+    return (1.0 - offset) * heatmaps + offset * previous
 
 
 @torch.no_grad()

@@ -1,0 +1,375 @@
+"""Reading person instances: COCO keypoint files, detector boxes, folders of images, image files.
+
+Every problem with the user's files is a one-line :class:`DataError` naming the file and the fix.
+Boxes are (x, y, w, h) in image pixels, clipped to the image; keypoints are (x, y, v) per joint.
+Instances keep the order of the annotation file, because the literature's labelled subsets are
+"the first N person instances in file order".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from trspose.data.keypoints import COCO17, KeypointSpec
+from trspose.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PERSON_CATEGORY_ID = 1
+
+
+@dataclass
+class PersonInstance:
+    """One person to crop: an image, a box and (for labelled data) its keypoints."""
+
+    image_id: int
+    ann_id: int
+    image_path: Path
+    box: np.ndarray  # (4,) float32 x, y, w, h in image px
+    keypoints: np.ndarray  # (K, 3) float32 x, y, v (v = 0: not labelled)
+    box_score: float = 1.0  # detector confidence; 1 for ground-truth boxes
+    area: float = 0.0  # COCO segment area (used by OKS); box area when unknown
+
+
+def read_json(path: Path | str, what: str) -> Any:
+    """Parse a JSON file, turning every failure into a DataError that names the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found; check the path")
+    try:
+        with path.open("r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path}: malformed JSON at line {error.lineno} column {error.colno} ({error.msg}); "
+            f"fix or re-create the {what}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read {what} ({error}); check the file and its permissions") from None
+
+
+def _require_keys(entry: Any, keys: tuple[str, ...], where: str, path: Path) -> None:
+    if not isinstance(entry, dict):
+        raise DataError(f"{path}: {where} is not a JSON object; expected a COCO-format file")
+    missing = [key for key in keys if key not in entry]
+    if missing:
+        raise DataError(f"{path}: {where} lacks key(s) {', '.join(missing)}; expected a COCO-format file")
+
+
+def clip_box(box: Any, width: float, height: float) -> np.ndarray | None:
+    """Clip an (x, y, w, h) box to the image; None when nothing of positive area is left."""
+    x, y, w, h = (float(v) for v in box[:4])
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2, y2 = min(float(width), x + max(0.0, w)), min(float(height), y + max(0.0, h))
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)
+
+
+def _index_images(data: dict, path: Path) -> dict[int, dict]:
+    images = {}
+    for position, image in enumerate(data["images"]):
+        _require_keys(image, ("id", "file_name", "width", "height"), f"images[{position}]", path)
+        images[int(image["id"])] = image
+    return images
+
+
+def _person_category(data: dict) -> int | None:
+    """The id of the 'person' category when the file lists one (keypoint files do)."""
+    for category in data.get("categories") or []:
+        if isinstance(category, dict) and category.get("name") == "person":
+            return int(category["id"])
+    return None
+
+
+def _parse_keypoints(ann: dict, spec: KeypointSpec, path: Path) -> np.ndarray:
+    values = ann.get("keypoints")
+    expected = 3 * spec.num_keypoints
+    if not isinstance(values, list) or len(values) != expected:
+        count = len(values) if isinstance(values, list) else 0
+        raise DataError(
+            f"{path}: annotation id {ann['id']} has {count} keypoint values, expected {expected} "
+            f"({spec.num_keypoints} keypoints x 3); use the keypoint spec that matches this file"
+        )
+    return np.asarray(values, dtype=np.float32).reshape(spec.num_keypoints, 3)
+
+
+def load_coco_instances(
+    ann_file: Path | str,
+    image_root: Path | str,
+    spec: KeypointSpec,
+    *,
+    boxes_file: Path | str | None = None,
+    require_keypoints: bool = True,
+    min_box_score: float = 0.0,
+) -> list[PersonInstance]:
+    """Person instances from a COCO person-keypoints file, in annotation-file order.
+
+    Skipped, as COCO training does: crowd annotations (``iscrowd=1``), annotations without labelled
+    keypoints (when ``require_keypoints``), and boxes with no area left after clipping to the image;
+    the skip counts are logged. With ``boxes_file`` (COCO detection results), the detector's boxes
+    scoring at least ``min_box_score`` replace the ground truth and keypoints are all zero.
+    """
+    ann_path, image_root = Path(ann_file), Path(image_root)
+    data = read_json(ann_path, "annotation file")
+    _require_keys(data, ("images", "annotations"), "the top level", ann_path)
+    images = _index_images(data, ann_path)
+    if not image_root.is_dir():
+        raise DataError(
+            f"{image_root}: image folder not found; pass the folder that holds {ann_path.name}'s images"
+        )
+    if boxes_file is not None:
+        instances = _instances_from_detections(
+            Path(boxes_file), images, image_root, spec, min_box_score, ann_path
+        )
+    else:
+        instances = _instances_from_annotations(data, images, image_root, spec, require_keypoints, ann_path)
+    if not instances:
+        source = boxes_file if boxes_file is not None else ann_path
+        raise DataError(
+            f"{source}: no usable person instances; check that it is a COCO person-keypoints file "
+            "(or detection results for the same images) and the filters (min_box_score, require_keypoints)"
+        )
+    first = instances[0].image_path
+    if not first.is_file():
+        raise DataError(
+            f"{first}: image not found; check that image_root ({image_root}) matches {ann_path.name}"
+        )
+    return instances
+
+
+def _instances_from_annotations(
+    data: dict,
+    images: dict[int, dict],
+    image_root: Path,
+    spec: KeypointSpec,
+    require_keypoints: bool,
+    path: Path,
+) -> list[PersonInstance]:
+    person = _person_category(data)
+    instances: list[PersonInstance] = []
+    skipped = {"crowd": 0, "no keypoints": 0, "empty box": 0}
+    for position, ann in enumerate(data["annotations"]):
+        _require_keys(ann, ("id", "image_id", "bbox", "keypoints"), f"annotations[{position}]", path)
+        if person is not None and int(ann.get("category_id", person)) != person:
+            continue
+        if ann.get("iscrowd", 0):
+            skipped["crowd"] += 1
+            continue
+        keypoints = _parse_keypoints(ann, spec, path)
+        if require_keypoints and ann.get("num_keypoints", int((keypoints[:, 2] > 0).sum())) == 0:
+            skipped["no keypoints"] += 1
+            continue
+        image = images.get(int(ann["image_id"]))
+        if image is None:
+            raise DataError(
+                f"{path}: annotation id {ann['id']} refers to image_id {ann['image_id']}, which is not in 'images'"
+            )
+        box = clip_box(ann["bbox"], image["width"], image["height"])
+        if box is None:
+            skipped["empty box"] += 1
+            continue
+        area = float(ann.get("area", box[2] * box[3]))
+        instances.append(
+            PersonInstance(
+                int(image["id"]), int(ann["id"]), image_root / image["file_name"], box, keypoints, 1.0, area
+            )
+        )
+    if skipped["empty box"]:
+        logger.warning(
+            "%s: skipped %d annotations whose box is empty inside the image", path, skipped["empty box"]
+        )
+    logger.info("%s: kept %d person instances, skipped %s", path, len(instances), skipped)
+    return instances
+
+
+def _instances_from_detections(
+    path: Path,
+    images: dict[int, dict],
+    image_root: Path,
+    spec: KeypointSpec,
+    min_box_score: float,
+    ann_path: Path,
+) -> list[PersonInstance]:
+    detections = read_json(path, "boxes file")
+    if not isinstance(detections, list):
+        raise DataError(
+            f"{path}: expected a COCO detection-results list [{{image_id, category_id, bbox, score}}, ...]"
+        )
+    instances: list[PersonInstance] = []
+    empty = 0
+    for position, det in enumerate(detections):
+        _require_keys(det, ("image_id", "bbox", "score"), f"entry {position}", path)
+        if (
+            int(det.get("category_id", PERSON_CATEGORY_ID)) != PERSON_CATEGORY_ID
+            or det["score"] < min_box_score
+        ):
+            continue
+        image = images.get(int(det["image_id"]))
+        if image is None:
+            raise DataError(
+                f"{path}: entry {position} has image_id {det['image_id']}, which is not in {ann_path}; "
+                "use detection results for the same split"
+            )
+        box = clip_box(det["bbox"], image["width"], image["height"])
+        if box is None:
+            empty += 1
+            continue
+        keypoints = np.zeros((spec.num_keypoints, 3), dtype=np.float32)
+        instances.append(
+            PersonInstance(
+                int(image["id"]), position + 1, image_root / image["file_name"], box, keypoints,
+                float(det["score"]), float(box[2] * box[3]),
+            )
+        )  # fmt: skip
+    if empty:
+        logger.warning("%s: skipped %d detections with empty boxes", path, empty)
+    return instances
+
+
+def _check_image_bytes(data: bytes, path: Path) -> None:
+    """Reject truncated JPEG/PNG files, which some decoders silently fill with grey."""
+    tail = data[-64:].rstrip(b"\x00\r\n ")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        raise DataError(
+            f"{path}: truncated JPEG (no end-of-image marker); re-download or re-encode the image"
+        )
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        raise DataError(f"{path}: truncated PNG (no IEND chunk); re-download or re-encode the image")
+
+
+def load_image(path: Path | str) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; a missing, corrupt or truncated file is a DataError."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found; check the image folder") from None
+    except OSError as error:
+        raise DataError(
+            f"{path}: cannot read image ({error.strerror}); check the file and its permissions"
+        ) from None
+    _check_image_bytes(data, path)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise DataError(
+            f"{path}: not a readable image (corrupt or unsupported format); re-encode it as JPEG or PNG"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, reading only its header when Pillow is available."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+        return int(height), int(width)
+    except ImportError:  # pragma: no cover - Pillow ships with torchvision
+        return load_image(path).shape[:2]
+    except OSError:
+        raise DataError(f"{path}: not a readable image; re-encode it as JPEG or PNG or remove it") from None
+
+
+def _read_folder_boxes(boxes_json: Path, names: set[str]) -> dict[str, list[tuple[list[float], float]]]:
+    """Boxes per file name from ``{name: [[x,y,w,h(,score)], ...]}`` or a detection list with file names."""
+    data = read_json(boxes_json, "boxes file")
+    boxes: dict[str, list[tuple[list[float], float]]] = {}
+    if isinstance(data, dict):
+        for name, entries in data.items():
+            if not isinstance(entries, list) or any(
+                not isinstance(e, list) or len(e) not in (4, 5) for e in entries
+            ):
+                raise DataError(
+                    f"{boxes_json}: boxes for {name!r} must be a list of [x, y, w, h] or [x, y, w, h, score]"
+                )
+            boxes[name] = [(list(map(float, e[:4])), float(e[4]) if len(e) == 5 else 1.0) for e in entries]
+    elif isinstance(data, list):
+        for position, det in enumerate(data):
+            _require_keys(det, ("file_name", "bbox"), f"entry {position}", boxes_json)
+            boxes.setdefault(det["file_name"], []).append(
+                (list(map(float, det["bbox"])), float(det.get("score", 1.0)))
+            )
+    else:
+        raise DataError(f"{boxes_json}: expected {{file_name: [[x, y, w, h], ...]}} or a list of detections")
+    unknown = sorted(set(boxes) - names)
+    if unknown:
+        raise DataError(
+            f"{boxes_json}: names image {unknown[0]!r}, which is not among the input images; fix the file names"
+        )
+    return boxes
+
+
+def list_images(inputs: Path | str | Sequence[Path | str]) -> list[Path]:
+    """Image files from image paths and/or folders (each folder's .jpg/.png files, sorted by name)."""
+    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    paths: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            if item.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{item}: not a .jpg or .png image; pass image files or folders holding them")
+            paths.append(item)
+        else:
+            raise DataError(f"{item}: no such image or folder; check the path")
+    if not paths:
+        raise DataError(
+            f"{items[0] if len(items) == 1 else items}: no .jpg or .png images found; pass image files or folders"
+        )
+    names = [p.name for p in paths]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise DataError(
+            f"{duplicate}: two input images share this file name; rename one or predict them separately"
+        )
+    return paths
+
+
+def load_image_folder_with_boxes(
+    inputs: Path | str | Sequence[Path | str],
+    boxes_json: Path | str | None = None,
+    *,
+    spec: KeypointSpec = COCO17,
+    min_box_score: float = 0.0,
+) -> tuple[list[PersonInstance], dict[int, str]]:
+    """Instances for images given as files and/or folders, for ``predict`` and unlabelled training.
+
+    Returns the instances and ``file_names`` (image_id -> file name, the key used in ``boxes_json``).
+    Images are taken in input order (folders sorted by name); ``image_id`` is the 1-based position in
+    that order and ``ann_id`` counts instances from 1, so ids are reproducible. Without
+    ``boxes_json`` each image is one person filling the whole image; with it (``{file_name: [[x, y,
+    w, h(, score)], ...]}`` or a detection list with ``file_name``), images without boxes are skipped.
+    """
+    paths = list_images(inputs)
+    boxes = _read_folder_boxes(Path(boxes_json), {p.name for p in paths}) if boxes_json else None
+    instances: list[PersonInstance] = []
+    file_names: dict[int, str] = {}
+    for image_id, path in enumerate(paths, start=1):
+        file_names[image_id] = path.name
+        height, width = image_size(path)
+        entries = (
+            [([0.0, 0.0, float(width), float(height)], 1.0)] if boxes is None else boxes.get(path.name, [])
+        )
+        for box_values, score in entries:
+            box = clip_box(box_values, width, height)
+            if box is None or score < min_box_score:
+                continue
+            keypoints = np.zeros((spec.num_keypoints, 3), dtype=np.float32)
+            ann_id = len(instances) + 1
+            instances.append(
+                PersonInstance(image_id, ann_id, path, box, keypoints, score, float(box[2] * box[3]))
+            )
+    if not instances:
+        raise DataError(f"{boxes_json}: no boxes left for the input images; check the file and min_box_score")
+    return instances, file_names

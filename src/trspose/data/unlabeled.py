@@ -1,0 +1,147 @@
+"""Weak and strong views of unlabelled people, with the exact geometry between them.
+
+The teacher (and reviewer) predict heatmaps on the weak view; the student learns on the strong
+view. ``weak_to_strong`` maps weak-view heatmap pixels to strong-view heatmap pixels, so
+``warp_heatmaps(teacher_heatmaps, batch.weak_to_strong, spec.flip_index(), batch.flipped)`` gives
+pseudo-targets aligned with the student's input (METHOD.md: the transform A between the views).
+
+The two views are drawn independently around the same person box (keypoints are ignored, so no
+half-body); regions of the strong view that the weak view did not see get zero pseudo-heatmaps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trspose.data.coco import PersonInstance, load_image
+from trspose.data.datasets import BatchMixin, normalize_image, sample_rng, split_key
+from trspose.data.geometry import compose_affine, input_to_heatmap_matrix, invert_affine
+from trspose.data.keypoints import KeypointSpec
+from trspose.data.transforms import AugmentConfig, StrongAugmentConfig, TopDownTransform
+
+WEAK_STREAM, STRONG_STREAM = 1, 2
+
+
+@dataclass
+class UnlabeledSample:
+    """Both views of one person (picklable for worker processes)."""
+
+    weak: torch.Tensor  # (3, H, W) float32 normalised
+    strong: torch.Tensor  # (3, H, W) float32 normalised
+    weak_to_strong: np.ndarray  # (2, 3) weak-heatmap px -> strong-heatmap px
+    flipped: bool  # strong mirrored relative to weak
+    strong_crop_to_image: np.ndarray  # (2, 3)
+    weak_crop_to_image: np.ndarray  # (2, 3)
+    image_id: int
+    ann_id: int
+
+
+@dataclass
+class UnlabeledBatch(BatchMixin):
+    """A batch of weak/strong view pairs."""
+
+    weak: torch.Tensor  # (B, 3, H, W) float32 normalised
+    strong: torch.Tensor  # (B, 3, H, W) float32 normalised
+    weak_to_strong: torch.Tensor  # (B, 2, 3) float32 weak-heatmap px -> strong-heatmap px
+    flipped: torch.Tensor  # (B,) bool, strong mirrored relative to weak (swap left/right channels)
+    strong_crop_to_image: torch.Tensor  # (B, 2, 3) float32 strong crop px -> image px
+    weak_crop_to_image: torch.Tensor  # (B, 2, 3) float32 weak crop px -> image px
+    image_id: torch.Tensor  # (B,) long
+    ann_id: torch.Tensor  # (B,) long
+
+
+def collate_unlabeled(samples: Sequence[UnlabeledSample]) -> UnlabeledBatch:
+    """Stack :class:`UnlabeledSample` s into an :class:`UnlabeledBatch` (the DataLoader ``collate_fn``)."""
+
+    def matrices(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([getattr(s, name) for s in samples]).astype(np.float32))
+
+    return UnlabeledBatch(
+        weak=torch.stack([s.weak for s in samples]),
+        strong=torch.stack([s.strong for s in samples]),
+        weak_to_strong=matrices("weak_to_strong"),
+        flipped=torch.tensor([s.flipped for s in samples], dtype=torch.bool),
+        strong_crop_to_image=matrices("strong_crop_to_image"),
+        weak_crop_to_image=matrices("weak_crop_to_image"),
+        image_id=torch.tensor([s.image_id for s in samples], dtype=torch.long),
+        ann_id=torch.tensor([s.ann_id for s in samples], dtype=torch.long),
+    )
+
+
+def view_to_view_heatmap_matrix(
+    weak_crop_to_image: np.ndarray,
+    strong_crop_to_image: np.ndarray,
+    input_size: Sequence[int],
+    heatmap_size: Sequence[int],
+) -> np.ndarray:
+    """(2, 3) weak-heatmap px -> weak crop px -> image px -> strong crop px -> strong-heatmap px."""
+    crop_to_heatmap = input_to_heatmap_matrix(input_size, heatmap_size)
+    return compose_affine(
+        crop_to_heatmap,
+        invert_affine(strong_crop_to_image),
+        weak_crop_to_image,
+        invert_affine(crop_to_heatmap),
+    )
+
+
+class UnlabeledViewsDataset(torch.utils.data.Dataset):
+    """Weak + strong views of person boxes; deterministic per (seed, epoch, index, draw)."""
+
+    def __init__(
+        self,
+        instances: Sequence[PersonInstance],
+        spec: KeypointSpec,
+        input_size: Sequence[int],
+        weak: AugmentConfig,
+        strong: StrongAugmentConfig,
+        seed: int = 0,
+        heatmap_size: Sequence[int] | None = None,
+    ) -> None:
+        self.instances = list(instances)
+        self.spec = spec
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.heatmap_size = (
+            tuple(heatmap_size) if heatmap_size else (self.input_size[0] // 4, self.input_size[1] // 4)
+        )
+        self.weak_transform = TopDownTransform(self.input_size, spec, weak)
+        self.strong_transform = TopDownTransform(self.input_size, spec, strong)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of an epoch (call before creating the loader iterator)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> UnlabeledSample:
+        index, draw = split_key(key)
+        instance = self.instances[index]
+        # Keypoints are ignored on unlabelled data (no half-body crops, cutout at random places).
+        instance = dataclasses.replace(instance, keypoints=np.zeros_like(instance.keypoints))
+        image = load_image(instance.image_path)  # (H, W, 3)
+        weak = self.weak_transform(
+            image, instance, sample_rng(self.seed, self.epoch, index, draw, WEAK_STREAM)
+        )
+        strong = self.strong_transform(
+            image, instance, sample_rng(self.seed, self.epoch, index, draw, STRONG_STREAM)
+        )
+        weak_to_strong = view_to_view_heatmap_matrix(
+            weak.crop_to_image, strong.crop_to_image, self.input_size, self.heatmap_size
+        )
+        return UnlabeledSample(
+            weak=normalize_image(weak.crop),
+            strong=normalize_image(strong.crop),
+            weak_to_strong=weak_to_strong,
+            flipped=bool(weak.flipped != strong.flipped),
+            strong_crop_to_image=strong.crop_to_image,
+            weak_crop_to_image=weak.crop_to_image,
+            image_id=instance.image_id,
+            ann_id=instance.ann_id,
+        )

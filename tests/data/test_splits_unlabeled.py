@@ -1,0 +1,136 @@
+"""Labelled splits (first N / seeded random, holdout, files) and weak/strong unlabelled views."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from trspose.data.coco import PersonInstance
+from trspose.data.codec import HeatmapCodec
+from trspose.data.datasets import denormalize
+from trspose.data.geometry import affine_points, invert_affine, warp_heatmaps
+from trspose.data.keypoints import COCO17
+from trspose.data.splits import load_split, make_labeled_split, save_split, select_instances, split_filename
+from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
+from trspose.data.unlabeled import UnlabeledViewsDataset, collate_unlabeled
+from trspose.errors import DataError
+
+torch.set_num_threads(1)
+
+
+def instances(count=40, path=Path("x.png")):
+    keypoints = np.zeros((17, 3), dtype=np.float32)
+    box = np.array([0, 0, 10, 10], dtype=np.float32)
+    return [PersonInstance(i // 2, 100 + 3 * i, path, box, keypoints) for i in range(count)]
+
+
+def test_first_and_random_splits():
+    people = instances()
+    first = make_labeled_split(people, num_labeled=10, seed=0, mode="first", holdout_count=2)
+    assert first["labeled_ann_ids"] == [100 + 3 * i for i in range(10)]
+    assert len(first["holdout_ann_ids"]) == 2 and len(first["train_ann_ids"]) == 8
+    assert set(first["holdout_ann_ids"]) | set(first["train_ann_ids"]) == set(first["labeled_ann_ids"])
+    assert not set(first["holdout_ann_ids"]) & set(first["train_ann_ids"])
+    other_seed = make_labeled_split(people, num_labeled=10, seed=1, mode="first", holdout_count=2)
+    assert other_seed["labeled_ann_ids"] == first["labeled_ann_ids"]
+    random_a = make_labeled_split(people, fraction=0.25, seed=5, mode="random")
+    random_b = make_labeled_split(people, fraction=0.25, seed=5, mode="random")
+    assert random_a == random_b and random_a["num_labeled"] == 10 and len(random_a["holdout_ann_ids"]) == 1
+    assert random_a["labeled_ann_ids"] == sorted(random_a["labeled_ann_ids"]) != first["labeled_ann_ids"]
+    assert make_labeled_split(people, num_labeled=10, seed=6, mode="random") != random_a
+    assert [p.ann_id for p in select_instances(people, first["train_ann_ids"])] == first["train_ann_ids"]
+    with pytest.raises(ValueError, match="exactly one"):
+        make_labeled_split(people, num_labeled=3, fraction=0.1)
+    with pytest.raises(ValueError, match="num_labeled"):
+        make_labeled_split(people, num_labeled=41)
+
+
+def test_split_files_round_trip_and_validation(tmp_path):
+    people = instances()
+    split = make_labeled_split(people, num_labeled=12, seed=2, mode="random")
+    path = save_split(split, tmp_path / "splits" / split_filename(12, 2, "random"))
+    assert path.name == "split_random_12_seed2.json"
+    assert load_split(path, people) == split
+    with pytest.raises(
+        DataError, match=r"split_random_12_seed2.json: labeled_ann_ids has .* not in the annotations"
+    ):
+        load_split(path, people[:5])
+    path.write_text(json.dumps({"mode": "first"}))
+    with pytest.raises(DataError, match="split file lacks seed"):
+        load_split(path, people)
+    with pytest.raises(DataError, match="nothing.json: split file not found"):
+        load_split(tmp_path / "nothing.json", people)
+
+
+DOT = (58.0, 74.0)  # (x, y) image px, off the box centre (70, 90) so views move it
+
+
+@pytest.fixture
+def dot_image(tmp_path):
+    image = np.zeros((160, 140, 3), dtype=np.uint8)
+    cv2.circle(image, (int(DOT[0]), int(DOT[1])), 2, (255, 255, 255), -1)
+    image = cv2.GaussianBlur(image, (0, 0), 1.0)
+    path = tmp_path / "dot.png"
+    cv2.imwrite(str(path), image)
+    keypoints = np.ones((17, 3), dtype=np.float32)  # ignored on unlabelled data
+    return PersonInstance(7, 9, path, np.array([40, 50, 60, 80], dtype=np.float32), keypoints)
+
+
+def brightest(view):
+    gray = denormalize(view).astype(float).sum(axis=-1)  # (H, W)
+    y, x = np.unravel_index(np.argmax(gray), gray.shape)
+    return np.array([x, y], dtype=float)
+
+
+def peak(heatmap):
+    flat = int(torch.argmax(heatmap))
+    return np.array([flat % heatmap.shape[-1], flat // heatmap.shape[-1]], dtype=float)
+
+
+def test_weak_to_strong_aligns_teacher_heatmaps(dot_image):
+    input_size, channel = (64, 48), 9  # left wrist
+    strong = StrongAugmentConfig(color_jitter=0.0, blur_prob=0.0, noise_prob=0.0, cutout_prob=0.0)
+    dataset = UnlabeledViewsDataset(
+        [dot_image] * 10, COCO17, input_size, AugmentConfig(rotation_deg=20), strong, seed=1
+    )
+    batch = collate_unlabeled([dataset[i] for i in range(10)])
+    assert batch.weak.shape == batch.strong.shape == (10, 3, 64, 48) and batch.flipped.dtype == torch.bool
+    codec = HeatmapCodec(input_size, (16, 12), sigma=1.0)
+    flip_index = COCO17.flip_index()
+    checked = []
+    for b in range(10):
+        weak_dot = affine_points([DOT], invert_affine(batch.weak_crop_to_image[b].numpy()))[0]
+        strong_dot = affine_points([DOT], invert_affine(batch.strong_crop_to_image[b].numpy()))[0]
+        inside = lambda p: 2 <= p[0] < 46 and 2 <= p[1] < 62  # noqa: E731
+        if not (inside(weak_dot) and inside(strong_dot)):
+            continue
+        assert np.abs(brightest(batch.weak[b]) - weak_dot).max() <= 1.0  # the views show the dot where the
+        assert np.abs(brightest(batch.strong[b]) - strong_dot).max() <= 1.0  # matrices say it is
+        keypoints = np.zeros((17, 3), dtype=np.float32)
+        keypoints[channel] = [*weak_dot, 2]
+        teacher = torch.from_numpy(codec.encode(keypoints)[0])[None]  # (1, K, h, w)
+        warped = warp_heatmaps(teacher, batch.weak_to_strong[b : b + 1], flip_index, batch.flipped[b : b + 1])
+        expected_channel = flip_index[channel] if batch.flipped[b] else channel
+        assert float(warped[0, expected_channel].max()) > 0.5
+        assert float(warped[0, channel if batch.flipped[b] else flip_index[channel]].max()) == 0.0
+        assert np.abs(peak(warped[0, expected_channel]) - strong_dot / 4.0).max() <= 1.0
+        decoded, _ = codec.decode(warped)  # sub-pixel: within one input px of the dot
+        assert np.abs(decoded[0, expected_channel].numpy() - strong_dot).max() <= 1.0
+        checked.append(bool(batch.flipped[b]))
+    assert len(checked) >= 6 and True in checked and False in checked  # flipped and unflipped pairs
+
+
+def test_unlabeled_views_are_deterministic_per_epoch(dot_image):
+    dataset = UnlabeledViewsDataset(
+        [dot_image], COCO17, (64, 48), AugmentConfig(), StrongAugmentConfig(), seed=0
+    )
+    a, b = dataset[0], dataset[0]
+    torch.testing.assert_close(a.strong, b.strong)
+    np.testing.assert_allclose(a.weak_to_strong, b.weak_to_strong)
+    dataset.set_epoch(4)
+    assert not np.allclose(dataset[0].weak_to_strong, a.weak_to_strong)
+    batch = collate_unlabeled([a, b]).to("cpu")
+    assert batch.weak_to_strong.shape == (2, 2, 3) and batch.ann_id.tolist() == [9, 9]
