@@ -102,13 +102,22 @@ def _preview(root: Path, out: Path, split: str, num_images: int) -> None:
     print(format_statistics(dataset_statistics(root)))
 
 
+def one_line(error: Exception) -> str:
+    """The message of ``error`` on one line; an error re-raised from a DataLoader worker carries the worker's
+    traceback, whose last line is the original message."""
+    message = str(error).strip()
+    if "Original Traceback" in message:
+        message = message.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_body_model_cache()
     args = _parser().parse_args(argv)
     try:
         _run(args)
     except TrsposeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact, continue with --resume", file=sys.stderr)

@@ -117,40 +117,42 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
     streams = _open_streams(cfg, method, data, ctx, start_step)
     bar = tqdm(total=t.steps, initial=start_step, desc="train", disable=not ctx.is_main, dynamic_ncols=True)
     window_images, window_start = 0, time.perf_counter()
-    method.train()
-    for step in range(start_step, t.steps):
-        labeled = next(streams["labeled"]).to(ctx.device, non_blocking=True)
-        unlabeled = next(streams["unlabeled"]).to(ctx.device, non_blocking=True) if "unlabeled" in streams else None
-        with autocast(cfg, ctx.device):
-            out = method.training_step(labeled, unlabeled, step)
-        if not torch.isfinite(out.loss):
-            raise TrainingError(
-                f"loss became {float(out.loss.detach())} at step {step}; the last good checkpoint is '{checkpoints / 'last.pt'}'. "
-                "Lower train.lr or set train.grad_clip, then --resume"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        method.after_optimizer_step(step)
+    try:
+        method.train()
+        for step in range(start_step, t.steps):
+            labeled = next(streams["labeled"]).to(ctx.device, non_blocking=True)
+            unlabeled = next(streams["unlabeled"]).to(ctx.device, non_blocking=True) if "unlabeled" in streams else None
+            with autocast(cfg, ctx.device):
+                out = method.training_step(labeled, unlabeled, step)
+            if not torch.isfinite(out.loss):
+                raise TrainingError(
+                    f"loss became {float(out.loss.detach())} at step {step}; the last good checkpoint is '{checkpoints / 'last.pt'}'. "
+                    "Lower train.lr or set train.grad_clip, then --resume"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if t.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            method.after_optimizer_step(step)
 
-        done = step + 1
-        window_images += labeled.images.shape[0] * ctx.world_size
-        if done % t.log_every == 0 or done == t.steps:
-            elapsed = time.perf_counter() - window_start
-            metrics = reduce_mean({"loss/total": float(out.loss.detach()), **out.metrics})
-            metrics.update({"lr": optimizer.param_groups[0]["lr"], "speed/images_per_s": window_images / max(elapsed, 1e-9)})
-            logger.log(done, metrics)
-            bar.set_postfix(loss=f"{metrics['loss/total']:.5f}", img_s=f"{metrics['speed/images_per_s']:.1f}")
-            window_images, window_start = 0, time.perf_counter()
-        bar.update(1)
-        if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
-            best = _evaluate_and_select(cfg, method, data, ctx, logger, done, best, checkpoints)
-        if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
-            _save(cfg, method, optimizer, scheduler, done, best, checkpoints / "last.pt", ctx)
-    bar.close()
+            done = step + 1
+            window_images += labeled.images.shape[0] * ctx.world_size
+            if done % t.log_every == 0 or done == t.steps:
+                elapsed = time.perf_counter() - window_start
+                metrics = reduce_mean({"loss/total": float(out.loss.detach()), **out.metrics})
+                metrics.update({"lr": optimizer.param_groups[0]["lr"], "speed/images_per_s": window_images / max(elapsed, 1e-9)})
+                logger.log(done, metrics)
+                bar.set_postfix(loss=f"{metrics['loss/total']:.5f}", img_s=f"{metrics['speed/images_per_s']:.1f}")
+                window_images, window_start = 0, time.perf_counter()
+            bar.update(1)
+            if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
+                best = _evaluate_and_select(cfg, method, data, ctx, logger, done, best, checkpoints)
+            if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
+                _save(cfg, method, optimizer, scheduler, done, best, checkpoints / "last.pt", ctx)
+    finally:
+        bar.close()  # also on errors, so the error message starts on its own line
     final = evaluate_validation(cfg, method, data, ctx, progress=True)
     if ctx.is_main:
         logger.log(t.steps, final, kind="final")

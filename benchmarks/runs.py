@@ -1,0 +1,68 @@
+"""Shared by the results-table benchmarks: run one training job, turn its run folder into a record.
+
+Each record: method, ablation, num_labeled, labeled_fraction, seed, steps, AP/AP50/AP75/AR (percent),
+wall_s, device, config and the exact command, appended to a JSON list that is rewritten atomically
+after every run, so an interrupted table keeps what it has and a rerun skips what is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_records(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save_records(records: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def train_command(config: str, name: str, output_dir: str, overrides: list[str]) -> list[str]:
+    trspose = [sys.executable, "-m", "trspose.cli"]
+    return [*trspose, "train", config, f"name={name}", f"output_dir={output_dir}", *overrides, "--overwrite"]
+
+
+def run_and_record(*, config: str, name: str, output_dir: str, overrides: list[str], labels: dict) -> dict:
+    """Train (in a subprocess, so every run starts from a clean interpreter) and summarise the run folder."""
+    command = train_command(config, name, output_dir, overrides)
+    start = time.perf_counter()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"run {name} failed:\n{done.stderr[-4000:]}")
+    run = REPO / output_dir / name
+    final = json.loads((run / "final_metrics.json").read_text())
+    split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}
+    env_record = json.loads((run / "environment.json").read_text())
+    resolved = (run / "config.yaml").read_text()
+    return {
+        **labels,
+        "num_labeled": len(split.get("train_ann_ids", [])) or None,
+        "num_holdout": len(split.get("holdout_ann_ids", [])),
+        "steps": final["step"],
+        "ap": final["val/AP"],
+        "ap50": final["val/AP50"],
+        "ap75": final["val/AP75"],
+        "ar": final["val/AR"],
+        "wall_s": round(wall, 1),
+        "device": env_record["device"],
+        "torch": env_record["versions"]["torch"],
+        "git_revision": env_record["git_revision"],
+        "config": config,
+        "overrides": overrides,
+        "command": shlex.join(["trspose", *command[3:]]),
+        "resolved_config_yaml": resolved,
+    }

@@ -1,0 +1,63 @@
+"""The labelled-data gap on the synthetic dataset: one model and schedule trained with all labels and with
+about 5% and 1% of the labelled person instances, several seeds each.
+
+    python benchmarks/supervised_synthetic.py                # the full table (see README for the time)
+    python benchmarks/supervised_synthetic.py --quick        # minutes: tiny dataset, few steps
+
+Writes benchmarks/results/supervised_synthetic.json (one record per run) and prints a markdown table.
+A seed sets the initialisation, the augmentation stream and the random labelled subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from runs import REPO, load_records, run_and_record, save_records
+
+CONFIG = "configs/supervised_resnet10t_128x96_synthetic.yaml"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.05, 0.01])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--quick", action="store_true", help="tiny dataset and 60 steps: a smoke version")
+    parser.add_argument("--out", default="benchmarks/results/supervised_synthetic.json")
+    parser.add_argument("--extra", nargs="*", default=[], help="more dotted overrides for every run")
+    args = parser.parse_args()
+    out = REPO / args.out if not args.quick else REPO / "benchmarks/results/supervised_synthetic_quick.json"
+    records = load_records(out)
+    quick = ["data.synthetic_size=tiny", "train.steps=60", "train.warmup_steps=10", "train.checkpoint_every=60"] if args.quick else []
+    for fraction in args.fractions:
+        for seed in args.seeds:
+            labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed}
+            if any(all(r.get(k) == v for k, v in labels.items()) for r in records):
+                continue  # already in the table
+            subset = [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
+            overrides = [*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra]
+            name = f"gap_f{fraction:g}_s{seed}" + ("_quick" if args.quick else "")
+            record = run_and_record(config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels)
+            records.append(record)
+            save_records(records, out)
+            print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
+    print(table(records))
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| labelled | instances | seeds | AP (mean ± sd) | AP50 | AR | wall s/run |", "|---|---|---|---|---|---|---|"]
+    for fraction in sorted({r["labeled_fraction"] for r in records}, reverse=True):
+        group = [r for r in records if r["labeled_fraction"] == fraction]
+        aps = [r["ap"] for r in group]
+        sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
+        lines.append(
+            f"| {fraction:.0%} | {group[0]['num_labeled']} | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} "
+            f"| {statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} "
+            f"| {statistics.mean(r['wall_s'] for r in group):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

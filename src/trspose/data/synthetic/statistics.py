@@ -1,0 +1,73 @@
+"""Statistics of a generated (or any COCO keypoint) dataset, and their markdown rendering."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from trspose.data.keypoints import COCO17
+
+BOX_HEIGHT_BINS = (0, 32, 64, 96, 128, 192, 256, 10_000)  # pixels
+
+
+def dataset_statistics(root: str | Path, splits: tuple[str, ...] = ("train", "val")) -> dict:
+    """Per split: images, instances (labelled / ignored), instances per image, visible fraction per keypoint,
+    box-height histogram and quantiles, pose-mode counts, visibility-flag fractions."""
+    out = {}
+    for split in splits:
+        path = Path(root) / "annotations" / f"person_keypoints_{split}.json"
+        if path.exists():
+            out[split] = _split_statistics(json.loads(path.read_text()))
+    return out
+
+
+def _split_statistics(coco: dict) -> dict:
+    annotations = coco["annotations"]
+    labelled = [a for a in annotations if a["num_keypoints"] > 0]
+    flags = np.array([a["keypoints"][2::3] for a in labelled]).reshape(-1, len(COCO17.names))
+    heights = np.array([a["bbox"][3] for a in labelled], float)
+    histogram = (
+        np.histogram(heights, bins=BOX_HEIGHT_BINS)[0] if len(heights) else np.zeros(len(BOX_HEIGHT_BINS) - 1)
+    )
+    labels = [
+        f"{a}-{b}" if b < 10_000 else f">={a}" for a, b in zip(BOX_HEIGHT_BINS[:-1], BOX_HEIGHT_BINS[1:])
+    ]
+    return {
+        "images": len(coco["images"]),
+        "instances": len(labelled),
+        "ignored_instances": len(annotations) - len(labelled),
+        "instances_per_image": round(len(labelled) / max(len(coco["images"]), 1), 2),
+        "visibility_fractions": {
+            f"v{v}": round(float((flags == v).mean()), 3) if flags.size else 0.0 for v in (0, 1, 2)
+        },
+        "visible_fraction_per_keypoint": {
+            name: round(float((flags[:, k] == 2).mean()), 3) if len(flags) else 0.0
+            for k, name in enumerate(COCO17.names)
+        },
+        "box_height_histogram": dict(zip(labels, (int(c) for c in histogram))),
+        "box_height_quantiles": {
+            f"p{q}": round(float(np.percentile(heights, q)), 1) if len(heights) else 0.0
+            for q in (5, 25, 50, 75, 95)
+        },
+        "pose_modes": dict(
+            sorted(Counter(a.get("synthetic", {}).get("pose_mode", "?") for a in labelled).items())
+        ),
+    }
+
+
+def format_statistics(statistics: dict) -> str:
+    """Markdown tables (one column per split) of `dataset_statistics` output."""
+    splits = list(statistics)
+    lines = ["| statistic | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    first = statistics[splits[0]] if splits else {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            for sub in value:
+                cells = [str(statistics[s][key].get(sub, "")) for s in splits]
+                lines.append(f"| {key}: {sub} | " + " | ".join(cells) + " |")
+        else:
+            lines.append(f"| {key} | " + " | ".join(str(statistics[s][key]) for s in splits) + " |")
+    return "\n".join(lines)

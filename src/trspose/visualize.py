@@ -1,0 +1,153 @@
+"""Drawing poses on images and making image grids (dataset previews, prediction overlays).
+
+Images are uint8 BGR (OpenCV order); keypoints are (K, 3) arrays of (x, y, v) in pixels, where v is a COCO
+visibility flag (0 unlabelled, 1 occluded, 2 visible) or a confidence score.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trspose.data.keypoints import COCO17, KeypointSpec
+
+LEFT_COLOUR = (60, 60, 255)  # BGR red: the person's left side
+RIGHT_COLOUR = (255, 140, 40)  # BGR blue: the person's right side
+CENTRE_COLOUR = (40, 220, 255)  # BGR yellow: nose
+BOX_COLOUR = (255, 255, 255)
+
+
+def _colour(name: str) -> tuple[int, int, int]:
+    if name.startswith("left"):
+        return LEFT_COLOUR
+    return RIGHT_COLOUR if name.startswith("right") else CENTRE_COLOUR
+
+
+def draw_pose(
+    image_bgr: np.ndarray,
+    keypoints: np.ndarray,
+    spec: KeypointSpec = COCO17,
+    box: list[float] | np.ndarray | None = None,
+    score_threshold: float = 0.0,
+    radius: int | None = None,
+) -> np.ndarray:
+    """A copy of `image_bgr` with the skeleton, keypoints and optional (x, y, w, h) box drawn.
+
+    Points with v <= score_threshold are skipped. When the third column holds COCO flags (only 0, 1, 2) a
+    filled dot is visible (v = 2) and a hollow ring occluded (v = 1); scores are always filled dots.
+    Left points are red, right ones blue, the nose yellow; `radius` defaults to ~1/150 of the image.
+    """
+    out = image_bgr.copy()
+    points = np.asarray(keypoints, np.float64).reshape(spec.num_keypoints, 3)
+    radius = radius or max(2, int(round(min(out.shape[:2]) / 150)))
+    shown = points[:, 2] > score_threshold
+    if box is not None:
+        x, y, w, h = (float(v) for v in box)
+        cv2.rectangle(out, (round(x), round(y)), (round(x + w), round(y + h)), BOX_COLOUR, 1)
+    for a, b in spec.skeleton:
+        if shown[a] and shown[b]:
+            colour = _colour(spec.names[a]) if spec.names[a][:4] == spec.names[b][:4] else (80, 220, 80)
+            cv2.line(out, _point(points[a]), _point(points[b]), colour, max(1, radius // 2), cv2.LINE_AA)
+    flags = np.isin(points[:, 2], (0, 1, 2)).all()  # COCO flags, not scores: v=1 drawn hollow
+    for k in np.flatnonzero(shown):
+        occluded = flags and points[k, 2] == 1
+        cv2.circle(out, _point(points[k]), radius, _colour(spec.names[k]), 1 if occluded else -1, cv2.LINE_AA)
+    return out
+
+
+def _point(xyv: np.ndarray) -> tuple[int, int]:
+    return int(round(xyv[0])), int(round(xyv[1]))
+
+
+def make_grid(images: list[np.ndarray], columns: int = 4, gap: int = 2) -> np.ndarray:
+    """Tile same-size-or-not images (resized to the first one's size) into one image."""
+    height, width = images[0].shape[:2]
+    rows = (len(images) + columns - 1) // columns
+    grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
+    for i, image in enumerate(images):
+        if image.shape[:2] != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        r, c = divmod(i, columns)
+        grid[
+            r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width
+        ] = image
+    return grid
+
+
+def save_grid(
+    images: list[np.ndarray], path: str | Path, columns: int = 4, max_width: int = 1000, palette: bool = False
+) -> Path:
+    """Write a grid of BGR images as PNG, downscaled to at most `max_width` pixels wide.
+
+    `palette=True` stores 256 colours (3-4x smaller files, for previews kept in the repository).
+    """
+    grid = make_grid(images, columns)
+    if grid.shape[1] > max_width:
+        scale = max_width / grid.shape[1]
+        grid = cv2.resize(grid, (max_width, round(grid.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if palette:
+        from PIL import Image
+
+        Image.fromarray(grid[..., ::-1]).quantize(colors=256).save(path, optimize=True)
+    else:
+        cv2.imwrite(str(path), grid, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return path
+
+
+def crop_person(
+    image: np.ndarray, box: list[float], keypoints: np.ndarray, input_size: tuple[int, int] = (256, 192)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-down crop: box -> centre/scale at the input aspect ratio with 1.25 padding, affine warp.
+
+    Returns the (H, W, 3) crop and the keypoints (K, 3) mapped into it (flags unchanged).
+    """
+    height, width = input_size
+    x, y, w, h = box
+    centre = np.array([x + w / 2, y + h / 2])
+    aspect = width / height
+    w, h = (h * aspect, h) if w < h * aspect else (w, w / aspect)
+    scale = np.array([w, h]) * 1.25
+    source = np.float32([centre - scale / 2, centre + [scale[0] / 2, -scale[1] / 2], centre + scale / 2])
+    target = np.float32([[0, 0], [width, 0], [width, height]])
+    affine = cv2.getAffineTransform(source, target)
+    crop = cv2.warpAffine(image, affine, (width, height), flags=cv2.INTER_LINEAR)
+    mapped = np.asarray(keypoints, np.float64).copy()
+    mapped[:, :2] = mapped[:, :2] @ affine[:, :2].T + affine[:, 2]
+    return crop, mapped
+
+
+def preview_dataset(
+    root: Path,
+    out_dir: Path,
+    split: str = "val",
+    num_images: int = 12,
+    input_size: tuple[int, int] = (256, 192),
+) -> list[Path]:
+    """Write `preview_<split>_images.png` (full images) and `preview_<split>_crops.png` (top-down crops)."""
+    root, out_dir = Path(root), Path(out_dir)
+    data = json.loads((root / "annotations" / f"person_keypoints_{split}.json").read_text())
+    by_image: dict[int, list[dict]] = {}
+    for annotation in data["annotations"]:
+        by_image.setdefault(annotation["image_id"], []).append(annotation)
+    images, crops = [], []
+    for info in data["images"][:num_images]:
+        image = cv2.imread(str(root / "images" / split / info["file_name"]))
+        drawn = image
+        for annotation in by_image.get(info["id"], []):
+            keypoints = np.array(annotation["keypoints"], float).reshape(-1, 3)
+            drawn = draw_pose(drawn, keypoints, box=annotation["bbox"])
+            if annotation["num_keypoints"] > 0 and len(crops) < 2 * num_images:
+                crop, mapped = crop_person(image, annotation["bbox"], keypoints, input_size)
+                crops.append(draw_pose(crop, mapped))
+        images.append(drawn)
+    if not images:
+        return []
+    paths = [save_grid(images, out_dir / f"preview_{split}_images.png", columns=4, palette=True)]
+    if crops:
+        paths.append(save_grid(crops, out_dir / f"preview_{split}_crops.png", columns=8, palette=True))
+    return paths
