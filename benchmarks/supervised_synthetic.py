@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from pathlib import Path
 
 from runs import REPO, load_records, run_and_record, save_records
 
@@ -20,7 +19,9 @@ CONFIG = "configs/supervised_resnet10t_128x96_synthetic.yaml"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.05, 0.01])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--quick", action="store_true", help="tiny dataset and 60 steps: a smoke version")
@@ -29,16 +30,24 @@ def main() -> None:
     args = parser.parse_args()
     out = REPO / args.out if not args.quick else REPO / "benchmarks/results/supervised_synthetic_quick.json"
     records = load_records(out)
-    quick = ["data.synthetic_size=tiny", "train.steps=60", "train.warmup_steps=10", "train.checkpoint_every=60"] if args.quick else []
+    quick = (
+        ["data.synthetic_size=tiny", "train.steps=60", "train.warmup_steps=10", "train.checkpoint_every=60"]
+        if args.quick
+        else []
+    )
     for fraction in args.fractions:
         for seed in args.seeds:
             labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed}
             if any(all(r.get(k) == v for k, v in labels.items()) for r in records):
                 continue  # already in the table
-            subset = [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
+            subset = (
+                [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
+            )
             overrides = [*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra]
             name = f"gap_f{fraction:g}_s{seed}" + ("_quick" if args.quick else "")
-            record = run_and_record(config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels)
+            record = run_and_record(
+                config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
+            )
             records.append(record)
             save_records(records, out)
             print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
@@ -46,7 +55,10 @@ def main() -> None:
 
 
 def table(records: list[dict]) -> str:
-    lines = ["| labelled | instances | seeds | AP (mean ± sd) | AP50 | AR | wall s/run |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| labelled | instances | seeds | AP (mean ± sd) | AP50 | AR | wall s/run |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for fraction in sorted({r["labeled_fraction"] for r in records}, reverse=True):
         group = [r for r in records if r["labeled_fraction"] == fraction]
         aps = [r["ap"] for r in group]

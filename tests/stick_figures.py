@@ -22,7 +22,9 @@ TEMPLATE = np.array(
 COLORS = np.random.default_rng(0).integers(40, 255, size=(17, 3))
 
 
-def write_stick_figure_dataset(root: Path, num_train: int = 12, num_val: int = 4, size=(96, 80), seed: int = 0) -> Path:
+def write_stick_figure_dataset(
+    root: Path, num_train: int = 12, num_val: int = 4, size=(96, 80), seed: int = 0
+) -> Path:
     rng = np.random.default_rng(seed)
     for split, count in (("train", num_train), ("val", num_val)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -34,7 +36,13 @@ def write_stick_figure_dataset(root: Path, num_train: int = 12, num_val: int = 4
             x0, y0 = rng.uniform(0, width - bw), rng.uniform(0, height - bh)
             points = TEMPLATE * [bw, bh] + [x0, y0] + rng.normal(0, 1.0, TEMPLATE.shape)
             for a, b in COCO17.skeleton:
-                cv2.line(image, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]), (200, 200, 200), 2)
+                cv2.line(
+                    image,
+                    tuple(int(v) for v in points[a]),
+                    tuple(int(v) for v in points[b]),
+                    (200, 200, 200),
+                    2,
+                )
             for k, p in enumerate(points):
                 cv2.circle(image, (int(p[0]), int(p[1])), 3, tuple(int(c) for c in COLORS[k]), -1)
             image_id = i + 1 + (0 if split == "train" else 1000)

@@ -9,7 +9,9 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 
 def test_defaults_and_dotted_overrides():
-    cfg = load_config(overrides=["train.steps=12", "data.input_size=[64,32]", "model.mfl_levels=[stage2,stage3]"])
+    cfg = load_config(
+        overrides=["train.steps=12", "data.input_size=[64,32]", "model.mfl_levels=[stage2,stage3]"]
+    )
     assert cfg.train.steps == 12
     assert cfg.data.input_size == (64, 32)
     assert cfg.model.mfl_levels == ["stage2", "stage3"]

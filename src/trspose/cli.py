@@ -21,23 +21,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML file overriding the defaults (see configs/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.steps=500 name=my_run")
     p.add_argument("--resume", action="store_true", help="continue output_dir/name from checkpoints/last.pt")
-    p.add_argument("--overwrite", action="store_true", help="delete an existing run folder of the same name first")
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete an existing run folder of the same name first"
+    )
 
     p = sub.add_parser("eval", help="COCO keypoint AP of a checkpoint (the config travels inside it)")
     p.add_argument("checkpoint")
-    p.add_argument("--annotations", help="COCO keypoint JSON (default: the validation set of the training config)")
+    p.add_argument(
+        "--annotations", help="COCO keypoint JSON (default: the validation set of the training config)"
+    )
     p.add_argument("--images", help="image folder for --annotations")
     p.add_argument("--boxes", help="detection-results JSON to use instead of ground-truth boxes")
     p.add_argument("--no-flip", action="store_true", help="disable the flip test")
     p.add_argument("--results", help="also write the COCO results JSON here")
+    p.add_argument(
+        "--overlays", help="also draw the predicted skeletons of the first images into this folder"
+    )
+    p.add_argument("--num-overlays", type=int, default=12, help="images drawn with --overlays")
 
-    p = sub.add_parser("predict", help="predict skeletons on images; writes predictions.json and PNG overlays")
+    p = sub.add_parser(
+        "predict", help="predict skeletons on images; writes predictions.json and PNG overlays"
+    )
     p.add_argument("checkpoint")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--boxes", help="JSON of person boxes per file name; without it each image is one person")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="hide keypoints scored below this")
-    p.add_argument("--max-images", type=int, default=0, help="only the first N images (sorted by name); 0: all")
+    p.add_argument(
+        "--max-images", type=int, default=0, help="only the first N images (sorted by name); 0: all"
+    )
 
     p = sub.add_parser("make-dataset", help="generate the built-in synthetic people dataset (COCO format)")
     p.add_argument("--size", default="demo", help="tiny, demo or default")
@@ -47,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="regenerate even if a complete copy exists")
     p.add_argument("--preview", help="also write preview grids and statistics into this folder")
 
-    p = sub.add_parser("dataset-path", help="print the folder of a synthetic dataset (generating it if needed)")
+    p = sub.add_parser(
+        "dataset-path", help="print the folder of a synthetic dataset (generating it if needed)"
+    )
     p.add_argument("--size", default="demo")
     p.add_argument("--seed", type=int, default=0)
 
@@ -71,7 +85,8 @@ def _run(args: argparse.Namespace) -> None:
 
         jobs.evaluate(
             args.checkpoint, annotations=args.annotations, images=args.images, boxes=args.boxes,
-            flip_test=False if args.no_flip else None, results_out=args.results,
+            flip_test=False if args.no_flip else None, results_out=args.results, overlays=args.overlays,
+            num_overlays=args.num_overlays,
         )  # fmt: skip
     elif args.command == "predict":
         from trspose.engine import jobs
@@ -81,7 +96,9 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "make-dataset":
         from trspose.data.synthetic import ensure_dataset
 
-        root = ensure_dataset(args.size, seed=args.seed, root=args.out, workers=args.workers, force=args.force)
+        root = ensure_dataset(
+            args.size, seed=args.seed, root=args.out, workers=args.workers, force=args.force
+        )
         print(f"dataset ready: {root}")
         if args.preview:
             _preview(root, Path(args.preview), "val", 12)

@@ -325,11 +325,17 @@ def read_yaml(path: str | Path) -> dict:
 def _deep_update(base: dict, update: dict) -> dict:
     out = dict(base)
     for key, value in update.items():
-        out[key] = _deep_update(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _deep_update(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | dict | None = None
+) -> ExperimentConfig:
     """Defaults <- YAML file <- dotted overrides, validated."""
     merged: dict = read_yaml(path) if path else {}
     if overrides:

@@ -39,7 +39,10 @@ def take(iterator, n):
 
 
 def test_position_sampler_shards_and_resumes():
-    spec0, spec1 = StreamSpec(batch_size=3, rank=0, world_size=2), StreamSpec(batch_size=3, rank=1, world_size=2)
+    spec0, spec1 = (
+        StreamSpec(batch_size=3, rank=0, world_size=2),
+        StreamSpec(batch_size=3, rank=1, world_size=2),
+    )
     assert take(iter(PositionSampler(spec0)), 6) == [0, 1, 2, 6, 7, 8]
     assert take(iter(PositionSampler(spec1)), 6) == [3, 4, 5, 9, 10, 11]
     assert take(iter(PositionSampler(spec0, start_step=1)), 3) == [6, 7, 8]

@@ -85,7 +85,9 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
     assert steps == list(range(1, 7))  # no duplicated records after the resume
 
 
-def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(stick_root, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
+    stick_root, tmp_path, monkeypatch
+):
     from trspose.methods.base import StepOutput
     from trspose.methods.supervised import Supervised
 
@@ -115,14 +117,24 @@ def test_cli_refuses_to_overwrite_a_run_and_reports_bad_input_in_one_line(stick_
     assert "train.nosuch" in capsys.readouterr().err
     assert main(["eval", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
-    assert main(["train", str(TINY), f"data.root={tmp_path / 'nowhere'}", f"output_dir={tmp_path}", "name=x"]) == 2
+    assert (
+        main(["train", str(TINY), f"data.root={tmp_path / 'nowhere'}", f"output_dir={tmp_path}", "name=x"])
+        == 2
+    )
     assert "nowhere" in capsys.readouterr().err
 
 
 def test_a_corrupt_training_image_is_one_line_naming_the_file(tmp_path, capsys):
     root = write_stick_figure_dataset(tmp_path / "data", num_train=4, num_val=2)
     (root / "images" / "train" / "000002.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    args = ["train", str(TINY), f"data.root={root}", f"output_dir={tmp_path}", "data.workers=2", "train.batch_size=4"]
+    args = [
+        "train",
+        str(TINY),
+        f"data.root={root}",
+        f"output_dir={tmp_path}",
+        "data.workers=2",
+        "train.batch_size=4",
+    ]
     assert main(args) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # the lines before are the progress bar
     assert last.startswith("error: ") and "000002.jpg" in last and "truncated" in last

@@ -69,7 +69,9 @@ def test_keypoint_mix_pastes_where_it_says_and_leaves_targets_alone():
     changed = torch.zeros(2, 32, 32, dtype=torch.bool)
     for (i, dx, dy), (j, sx, sy) in zip(record.destination, record.source):
         assert j != i  # 'batch' takes patches from other images
-        torch.testing.assert_close(mixed[i, :, dy : dy + 6, dx : dx + 6], images[j, :, sy : sy + 6, sx : sx + 6])
+        torch.testing.assert_close(
+            mixed[i, :, dy : dy + 6, dx : dx + 6], images[j, :, sy : sy + 6, sx : sx + 6]
+        )
         changed[i, dy : dy + 6, dx : dx + 6] = True
     assert torch.equal(mixed[:, :, ~changed[0]][0], images[:, :, ~changed[0]][0])  # nothing else moved
     never = KeypointMixConfig(probability=0.0)
@@ -84,7 +86,9 @@ def test_keypoint_mix_swap_uses_the_left_right_partner():
     valid = torch.zeros(1, 17, dtype=torch.bool)
     valid[0, 5:7] = True
     cfg = KeypointMixConfig(probability=1.0, count=2, patch_size=4, source="swap")
-    mixed, record = keypoint_mix(images, keypoints, valid, cfg, torch.Generator().manual_seed(1), torch.as_tensor(COCO17.flip_index()))
+    mixed, record = keypoint_mix(
+        images, keypoints, valid, cfg, torch.Generator().manual_seed(1), torch.as_tensor(COCO17.flip_index())
+    )
     assert sorted(record.destination) == [(0, 4, 4), (0, 22, 4)]
     torch.testing.assert_close(mixed[0, :, 4:8, 4:8], images[0, :, 4:8, 22:26])
     torch.testing.assert_close(mixed[0, :, 4:8, 22:26], images[0, :, 4:8, 4:8])
@@ -139,7 +143,9 @@ def tiny_semi_config(root, out, method, *extra):
 
 
 def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_path):
-    cfg = tiny_semi_config(stick_root, tmp_path, "trs", "method.reviewer.policy=periodic", "method.reviewer.every=1")
+    cfg = tiny_semi_config(
+        stick_root, tmp_path, "trs", "method.reviewer.policy=periodic", "method.reviewer.every=1"
+    )
     method = build.build_method(cfg, build.build_model(cfg))
     instances = build.load_instances(build.resolve_data(cfg), COCO17, "train")
     labeled = collate_pose([build.build_dataset(cfg, instances, train=True)[(i, i)] for i in range(4)])
@@ -164,9 +170,13 @@ def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_pa
 
 
 def test_mean_teacher_and_dual_switch_parts_off(stick_root, tmp_path):
-    mean_teacher = build.build_method(tiny_semi_config(stick_root, tmp_path, "mean_teacher"), build.build_model(load_config(TINY)))
+    mean_teacher = build.build_method(
+        tiny_semi_config(stick_root, tmp_path, "mean_teacher"), build.build_model(load_config(TINY))
+    )
     assert mean_teacher.cfg.reviewer.policy == "none" and not mean_teacher.cfg.keypoint_mix
-    dual = build.build_method(tiny_semi_config(stick_root, tmp_path, "dual"), build.build_model(load_config(TINY)))
+    dual = build.build_method(
+        tiny_semi_config(stick_root, tmp_path, "dual"), build.build_model(load_config(TINY))
+    )
     assert set(dual.trainable) == {"student", "partner"}
     first, second = (next(dual.trainable[n].parameters()) for n in ("student", "partner"))
     assert not torch.equal(first, second)  # two different initialisations
@@ -181,9 +191,17 @@ def test_resume_mid_semi_supervised_training_is_exact(stick_root, tmp_path, monk
     def crash(self, step):
         raise KeyboardInterrupt
 
-    cls = type(build.build_method(tiny_semi_config(stick_root, tmp_path, method), build.build_model(load_config(TINY))))
+    cls = type(
+        build.build_method(
+            tiny_semi_config(stick_root, tmp_path, method), build.build_model(load_config(TINY))
+        )
+    )
     original = cls.after_optimizer_step
-    monkeypatch.setattr(cls, "after_optimizer_step", lambda self, step: crash(self, step) if step == 4 else original(self, step))
+    monkeypatch.setattr(
+        cls,
+        "after_optimizer_step",
+        lambda self, step: crash(self, step) if step == 4 else original(self, step),
+    )
     with pytest.raises(KeyboardInterrupt):
         jobs.train(tiny_semi_config(stick_root, tmp_path, method, "name=crashed", *extra))
     monkeypatch.setattr(cls, "after_optimizer_step", original)

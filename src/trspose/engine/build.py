@@ -44,7 +44,9 @@ def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
     return SPECS[cfg.data.keypoints]
 
 
-def resolve_data(cfg: ExperimentConfig, ctx: DistributedContext | None = None, progress: bool = True) -> DataFiles:
+def resolve_data(
+    cfg: ExperimentConfig, ctx: DistributedContext | None = None, progress: bool = True
+) -> DataFiles:
     """Find (and for the synthetic dataset, generate once, on rank 0) the dataset files."""
     data = cfg.data
     if data.dataset == "synthetic":
@@ -52,10 +54,14 @@ def resolve_data(cfg: ExperimentConfig, ctx: DistributedContext | None = None, p
 
         root = None
         if ctx is None or ctx.is_main:
-            root = ensure_dataset(data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=progress)
+            root = ensure_dataset(
+                data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=progress
+            )
         barrier()
         if root is None:  # other ranks: the dataset now exists, this call only looks it up
-            root = ensure_dataset(data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=False)
+            root = ensure_dataset(
+                data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=False
+            )
     else:
         if not data.root:
             raise ConfigError("data.root is empty; set it to the folder of your COCO-format dataset")
@@ -120,14 +126,20 @@ def labeled_split(
             save_split(split, saved)
     if d.num_labeled == 0 and d.labeled_fraction == 0 and d.holdout_fraction == 0:
         return list(instances), []
-    return select_instances(instances, split["train_ann_ids"]), select_instances(instances, split["holdout_ann_ids"])
+    return select_instances(instances, split["train_ann_ids"]), select_instances(
+        instances, split["holdout_ann_ids"]
+    )
 
 
 def load_instances(files: DataFiles, spec: KeypointSpec, split: str) -> list[PersonInstance]:
     if split == "train":
         return load_coco_instances(files.train_annotations, files.train_images, spec)
     return load_coco_instances(
-        files.val_annotations, files.val_images, spec, boxes_file=files.val_boxes, require_keypoints=files.val_boxes is None
+        files.val_annotations,
+        files.val_images,
+        spec,
+        boxes_file=files.val_boxes,
+        require_keypoints=files.val_boxes is None,
     )
 
 
@@ -167,7 +179,9 @@ def build_method(cfg: ExperimentConfig, model: torch.nn.Module) -> Method:
 
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
-WEAK_AUGMENT = AugmentConfig(scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0)
+WEAK_AUGMENT = AugmentConfig(
+    scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0
+)
 
 
 def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
@@ -178,7 +192,12 @@ def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> U
         rng = np.random.default_rng(cfg.train.seed + 12345)
         instances = [_jitter_box(inst, jitter, rng) for inst in instances]
     return UnlabeledViewsDataset(
-        instances, keypoint_spec(cfg), cfg.data.input_size, WEAK_AUGMENT, StrongAugmentConfig(), seed=cfg.train.seed + 1
+        instances,
+        keypoint_spec(cfg),
+        cfg.data.input_size,
+        WEAK_AUGMENT,
+        StrongAugmentConfig(),
+        seed=cfg.train.seed + 1,
     )
 
 

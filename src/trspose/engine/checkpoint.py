@@ -32,11 +32,15 @@ def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by ``save_checkpoint``; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise TrainingError(f"checkpoint '{path}' not found; pass the path of a .pt file written by 'trspose train'")
+        raise TrainingError(
+            f"checkpoint '{path}' not found; pass the path of a .pt file written by 'trspose train'"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for corrupt files
-        raise TrainingError(f"checkpoint '{path}' cannot be read ({type(error).__name__}); it is corrupt or not a checkpoint") from None
+        raise TrainingError(
+            f"checkpoint '{path}' cannot be read ({type(error).__name__}); it is corrupt or not a checkpoint"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise TrainingError(f"checkpoint '{path}' is not a trspose checkpoint (format {CHECKPOINT_FORMAT})")
     return state

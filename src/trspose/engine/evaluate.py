@@ -35,7 +35,10 @@ class Predictions:
 
     @staticmethod
     def concatenate(parts: list[Predictions]) -> Predictions:
-        fields = {name: np.concatenate([getattr(p, name) for p in parts]) for name in Predictions.__dataclass_fields__}
+        fields = {
+            name: np.concatenate([getattr(p, name) for p in parts])
+            for name in Predictions.__dataclass_fields__
+        }
         _, unique = np.unique(fields["ann_id"], return_index=True)  # shards never overlap; keep order stable
         return Predictions(**{name: value[np.sort(unique)] for name, value in fields.items()})
 
@@ -78,7 +81,9 @@ def predict(
     was_training = model.training
     model.eval()
     shard = Subset(dataset, list(range(ctx.rank, len(dataset), ctx.world_size)))
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_pose)
+    loader = DataLoader(
+        shard, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_pose
+    )
     parts: list[Predictions] = []
     for batch in tqdm(loader, desc="predict", disable=not (progress and ctx.is_main), leave=False):
         heatmaps = predict_heatmaps(model, batch.images.to(ctx.device), flip_index)
@@ -101,13 +106,17 @@ def predict(
     return Predictions.concatenate(gathered)
 
 
-def coco_metrics(predictions: Predictions, ground_truth, sigmas, *, oks_nms: bool = False) -> dict[str, float]:
+def coco_metrics(
+    predictions: Predictions, ground_truth, sigmas, *, oks_nms: bool = False
+) -> dict[str, float]:
     """COCO keypoint AP/AR (fractions) of ``predictions`` against a COCO ground-truth file or object."""
     results = make_results(
         predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score,
         nms_threshold=0.9 if oks_nms else None, sigmas=sigmas,
     )  # fmt: skip
-    return evaluate_coco_keypoints(ground_truth, results, sigmas=sigmas, image_ids=sorted(set(predictions.image_id.tolist())))
+    return evaluate_coco_keypoints(
+        ground_truth, results, sigmas=sigmas, image_ids=sorted(set(predictions.image_id.tolist()))
+    )
 
 
 def pck_metric(predictions: Predictions, instances, threshold: float = 0.1) -> float:

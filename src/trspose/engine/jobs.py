@@ -26,7 +26,9 @@ from trspose.evaluation.coco_eval import make_results, write_results_json
 METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
 
-def prepare_training_data(cfg: ExperimentConfig, method, run_dir: Path | None, ctx: DistributedContext) -> TrainingData:
+def prepare_training_data(
+    cfg: ExperimentConfig, method, run_dir: Path | None, ctx: DistributedContext
+) -> TrainingData:
     files = build.resolve_data(cfg, ctx)
     spec = build.keypoint_spec(cfg)
     train_instances = build.load_instances(files, spec, "train")
@@ -66,7 +68,9 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         cleanup_distributed()
 
 
-def model_from_checkpoint(path: str | Path, which: str = "inference") -> tuple[ExperimentConfig, torch.nn.Module]:
+def model_from_checkpoint(
+    path: str | Path, which: str = "inference"
+) -> tuple[ExperimentConfig, torch.nn.Module]:
     """The config and inference network stored in a checkpoint."""
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
@@ -77,7 +81,7 @@ def model_from_checkpoint(path: str | Path, which: str = "inference") -> tuple[E
 
 def evaluate(
     checkpoint: str | Path, *, annotations: str | None = None, images: str | None = None, boxes: str | None = None,
-    flip_test: bool | None = None, results_out: str | None = None,
+    flip_test: bool | None = None, results_out: str | None = None, overlays: str | None = None, num_overlays: int = 12,
 ) -> dict:  # fmt: skip
     """COCO keypoint AP (percent) of a checkpoint on its validation set or on the given files."""
     ctx = setup_distributed()
@@ -101,9 +105,18 @@ def evaluate(
         )  # fmt: skip
         if not ctx.is_main:
             return {}
-        metrics = {k: 100.0 * v for k, v in coco_metrics(predictions, ann, spec.sigmas, oks_nms=boxes is not None).items()}
+        metrics = {
+            k: 100.0 * v
+            for k, v in coco_metrics(predictions, ann, spec.sigmas, oks_nms=boxes is not None).items()
+        }
         if results_out:
             write_results_json(_results(predictions, spec), results_out)
+        if overlays:
+            paths = {inst.image_id: inst.image_path for inst in instances}
+            names = {image_id: Path(path).stem for image_id, path in paths.items()}
+            grid = draw_overlays(_results(predictions, spec), paths, names, spec, Path(overlays),
+                                 score_threshold=0.3, max_images=num_overlays)  # fmt: skip
+            print(f"predicted skeletons on {num_overlays} validation images: {grid}")
         print_metrics_table(metrics, title=f"{Path(checkpoint).name} on {ann.name}")
         return metrics
     finally:
@@ -112,8 +125,41 @@ def evaluate(
 
 def _results(predictions: Predictions, spec) -> list[dict]:
     return make_results(
-        predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score, sigmas=spec.sigmas
+        predictions.image_id,
+        predictions.keypoints,
+        predictions.scores,
+        predictions.box_score,
+        sigmas=spec.sigmas,
     )
+
+
+def draw_overlays(
+    results: list[dict],
+    paths: dict,
+    names: dict,
+    spec,
+    out_dir: Path,
+    *,
+    score_threshold: float,
+    max_images: int = 0,
+) -> Path:
+    """One PNG per image with every predicted skeleton drawn (``out_dir/overlays``) and ``out_dir/grid.png``."""
+    from trspose.visualize import draw_pose, save_grid
+
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    chosen = sorted(by_image)[:max_images] if max_images else sorted(by_image)
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    canvases = []
+    for image_id in chosen:
+        canvas = cv2.cvtColor(load_image(paths[image_id]), cv2.COLOR_RGB2BGR)
+        for person in by_image[image_id]:
+            keypoints = np.asarray(person["keypoints"], dtype=np.float32).reshape(-1, 3)
+            canvas = draw_pose(canvas, keypoints, spec, score_threshold=score_threshold)
+        cv2.imwrite(str(out_dir / "overlays" / f"{names[image_id]}.png"), canvas)
+        canvases.append(canvas)
+    return save_grid(canvases[:16], out_dir / "grid.png")
 
 
 def print_metrics_table(metrics: dict, title: str) -> None:
@@ -127,12 +173,15 @@ def print_metrics_table(metrics: dict, title: str) -> None:
 
 
 def predict_images(
-    checkpoint: str | Path, inputs: list[str], *, boxes: str | None, out_dir: str | Path, score_threshold: float = 0.3,
+    checkpoint: str | Path,
+    inputs: list[str],
+    *,
+    boxes: str | None,
+    out_dir: str | Path,
+    score_threshold: float = 0.3,
     max_images: int = 0,
 ) -> Path:
     """Predict people in images (or folders of images); write COCO-style results and skeleton overlays."""
-    from trspose.visualize import draw_pose, save_grid
-
     cfg, model = model_from_checkpoint(checkpoint)
     spec = build.keypoint_spec(cfg)
     instances, file_names = load_image_folder_with_boxes(inputs, boxes)
@@ -148,25 +197,17 @@ def predict_images(
         flip_index=spec.flip_index() if cfg.eval.flip_test else None, decode=cfg.eval.decode, progress=True,
     )  # fmt: skip
     out_dir = Path(out_dir)
-    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     results = _results(predictions, spec)
     for r in results:
         r["file_name"] = file_names[r["image_id"]]
     write_results_json(results, out_dir / "predictions.json")
-    by_image: dict[int, list[dict]] = {}
-    for r in results:
-        by_image.setdefault(r["image_id"], []).append(r)
     paths = {inst.image_id: inst.image_path for inst in instances}
-    overlays = []
-    for image_id, people in sorted(by_image.items()):
-        canvas = cv2.cvtColor(load_image(paths[image_id]), cv2.COLOR_RGB2BGR)
-        for person in people:
-            keypoints = np.asarray(person["keypoints"], dtype=np.float32).reshape(-1, 3)
-            canvas = draw_pose(canvas, keypoints, spec, score_threshold=score_threshold)
-        cv2.imwrite(str(out_dir / "overlays" / (Path(file_names[image_id]).stem + ".png")), canvas)
-        overlays.append(canvas)
-    save_grid(overlays[:16], out_dir / "grid.png")
-    print(f"wrote {len(results)} people from {len(by_image)} images to {out_dir}/predictions.json and {out_dir}/overlays/")
+    names = {image_id: Path(name).stem for image_id, name in file_names.items()}
+    draw_overlays(results, paths, names, spec, out_dir, score_threshold=score_threshold)
+    print(
+        f"wrote {len(results)} people from {len({r['image_id'] for r in results})} images to {out_dir}/predictions.json and {out_dir}/overlays/"
+    )
     return out_dir
 
 

@@ -72,7 +72,13 @@ class PositionDataset(Dataset):
 
 
 def stream(
-    dataset: PositionDataset, spec: StreamSpec, collate: Callable, *, start_step: int, workers: int, pin_memory: bool
+    dataset: PositionDataset,
+    spec: StreamSpec,
+    collate: Callable,
+    *,
+    start_step: int,
+    workers: int,
+    pin_memory: bool,
 ) -> Iterator:
     """An endless iterator of batches for this rank, starting at ``start_step``."""
     loader = DataLoader(

@@ -51,16 +51,33 @@ def git_revision() -> str:
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+            ["git", "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
         )
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+        return (
+            out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+            if out.returncode == 0
+            else "unknown"
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
 def environment_record(device: torch.device, world_size: int) -> dict:
     versions = {}
-    for package in ("trspose", "torch", "torchvision", "timm", "numpy", "opencv-python-headless", "pycocotools", "anny"):
+    for package in (
+        "trspose",
+        "torch",
+        "torchvision",
+        "timm",
+        "numpy",
+        "opencv-python-headless",
+        "pycocotools",
+        "anny",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -56,7 +56,9 @@ def autocast(cfg: ExperimentConfig, device: torch.device):
     return contextlib.nullcontext()
 
 
-def evaluate_validation(cfg, method, data: TrainingData, ctx: DistributedContext, progress: bool = False) -> dict:
+def evaluate_validation(
+    cfg, method, data: TrainingData, ctx: DistributedContext, progress: bool = False
+) -> dict:
     """COCO keypoint AP (in percent) of the method's inference network on the validation set."""
     spec = build.keypoint_spec(cfg)
     predictions = predict(
@@ -84,14 +86,21 @@ def evaluate_holdout(cfg, method, data: TrainingData, ctx: DistributedContext) -
     return scores
 
 
-def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: DistributedContext, resume: bool) -> dict:
+def fit(
+    cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: DistributedContext, resume: bool
+) -> dict:
     """Train ``method`` for ``cfg.train.steps`` optimiser steps; returns the final validation metrics."""
     t = cfg.train
     seed_everything(t.seed + ctx.rank)
     method.to(ctx.device)
     optimizer = build.build_optimizer(cfg, method.parameters())
     lr_factor = lambda s: learning_rate_factor(  # noqa: E731
-        s, total_steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule, milestones=t.milestones, gamma=t.gamma
+        s,
+        total_steps=t.steps,
+        warmup_steps=t.warmup_steps,
+        schedule=t.schedule,
+        milestones=t.milestones,
+        gamma=t.gamma,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     start_step, best = 0, {"score": -math.inf, "step": -1}
@@ -121,7 +130,11 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
         method.train()
         for step in range(start_step, t.steps):
             labeled = next(streams["labeled"]).to(ctx.device, non_blocking=True)
-            unlabeled = next(streams["unlabeled"]).to(ctx.device, non_blocking=True) if "unlabeled" in streams else None
+            unlabeled = (
+                next(streams["unlabeled"]).to(ctx.device, non_blocking=True)
+                if "unlabeled" in streams
+                else None
+            )
             with autocast(cfg, ctx.device):
                 out = method.training_step(labeled, unlabeled, step)
             if not torch.isfinite(out.loss):
@@ -142,9 +155,16 @@ def fit(cfg: ExperimentConfig, method, data: TrainingData, run_dir: Path, ctx: D
             if done % t.log_every == 0 or done == t.steps:
                 elapsed = time.perf_counter() - window_start
                 metrics = reduce_mean({"loss/total": float(out.loss.detach()), **out.metrics})
-                metrics.update({"lr": optimizer.param_groups[0]["lr"], "speed/images_per_s": window_images / max(elapsed, 1e-9)})
+                metrics.update(
+                    {
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "speed/images_per_s": window_images / max(elapsed, 1e-9),
+                    }
+                )
                 logger.log(done, metrics)
-                bar.set_postfix(loss=f"{metrics['loss/total']:.5f}", img_s=f"{metrics['speed/images_per_s']:.1f}")
+                bar.set_postfix(
+                    loss=f"{metrics['loss/total']:.5f}", img_s=f"{metrics['speed/images_per_s']:.1f}"
+                )
                 window_images, window_start = 0, time.perf_counter()
             bar.update(1)
             if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
@@ -194,7 +214,9 @@ def _evaluate_and_select(cfg, method, data, ctx, logger, step: int, best: dict, 
     return best
 
 
-def _save(cfg, method, optimizer, scheduler, step: int, best: dict, path: Path, ctx: DistributedContext) -> None:
+def _save(
+    cfg, method, optimizer, scheduler, step: int, best: dict, path: Path, ctx: DistributedContext
+) -> None:
     from trspose.engine.distributed import all_gather_objects
 
     rng_states = all_gather_objects(capture_rng_state())  # every rank's RNG, so each resumes its own stream

@@ -20,7 +20,14 @@ from trspose.methods.pseudo_labels import make_pseudo_target
 class DualNetworks(Method):
     uses_unlabeled = True
 
-    def __init__(self, first: nn.Module, second: nn.Module, level_weights: dict[str, float], cfg: MethodConfig, flip_index):
+    def __init__(
+        self,
+        first: nn.Module,
+        second: nn.Module,
+        level_weights: dict[str, float],
+        cfg: MethodConfig,
+        flip_index,
+    ):
         super().__init__({"student": first, "partner": second})
         self.cfg = cfg
         self.level_weights = level_weights
@@ -35,25 +42,37 @@ class DualNetworks(Method):
         heatmaps = network(unlabeled.weak).heatmaps.float()
         network.train(was_training)
         flip_index = self.flip_index.to(heatmaps.device)
-        return make_pseudo_target(heatmaps, unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold)
+        return make_pseudo_target(
+            heatmaps, unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
+        )
 
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
         n = labeled.images.shape[0]
         use_unlabeled = unlabeled is not None and step >= self.cfg.burn_in_steps
-        targets = {"student": self._target("partner", unlabeled), "partner": self._target("student", unlabeled)} if use_unlabeled else {}
+        targets = (
+            {"student": self._target("partner", unlabeled), "partner": self._target("student", unlabeled)}
+            if use_unlabeled
+            else {}
+        )
         images = torch.cat([labeled.images, unlabeled.strong]) if use_unlabeled else labeled.images
-        ramp = self.cfg.consistency_weight * sigmoid_rampup(step, self.cfg.burn_in_steps, self.cfg.rampup_steps)
+        ramp = self.cfg.consistency_weight * sigmoid_rampup(
+            step, self.cfg.burn_in_steps, self.cfg.rampup_steps
+        )
         total, metrics = 0.0, {}
         for name in ("student", "partner"):
             output = self.forward[name](images)
             levels_l = {k: v[:n] for k, v in output.levels.items()}
-            supervised, parts = multi_level_loss(output.heatmaps[:n], levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights)
+            supervised, parts = multi_level_loss(
+                output.heatmaps[:n], levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights
+            )
             total = total + supervised
             metrics[f"loss/supervised_{name}"] = float(parts["main"].detach())
             if use_unlabeled:
                 target = targets[name]
                 levels_u = {k: v[n:] for k, v in output.levels.items()}
-                consistency, _ = multi_level_loss(output.heatmaps[n:], levels_u, target.heatmaps, target.weight, self.level_weights)
+                consistency, _ = multi_level_loss(
+                    output.heatmaps[n:], levels_u, target.heatmaps, target.weight, self.level_weights
+                )
                 total = total + ramp * consistency
                 metrics[f"loss/consistency_{name}"] = float(consistency.detach())
                 metrics["pseudo/kept_fraction"] = float(target.weight.mean())

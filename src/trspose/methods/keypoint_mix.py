@@ -69,7 +69,9 @@ def keypoint_mix(
             j, m = source
             dx, dy = _corner(keypoints[i, k], s, height, width)
             sx, sy = _corner(keypoints[j, m], s, height, width)
-            out[i, :, dy : dy + s, dx : dx + s] = images[j, :, sy : sy + s, sx : sx + s]  # source from the unmixed batch
+            out[i, :, dy : dy + s, dx : dx + s] = images[
+                j, :, sy : sy + s, sx : sx + s
+            ]  # source from the unmixed batch
             record.destination.append((i, dx, dy))
             record.source.append((j, sx, sy))
     return out, record

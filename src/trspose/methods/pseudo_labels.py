@@ -39,7 +39,9 @@ def make_pseudo_target(
     # a keypoint whose peak left the crop keeps only a tail of its Gaussian: its warped maximum collapses
     inside = warped_peak >= 0.5 * _permute(confidence, flipped, flip_index)
     weight = ((_permute(confidence, flipped, flip_index) >= threshold) & inside).float()
-    return PseudoTarget(heatmaps=strong, weight=weight, confidence=_permute(confidence, flipped, flip_index), peaks=peaks)
+    return PseudoTarget(
+        heatmaps=strong, weight=weight, confidence=_permute(confidence, flipped, flip_index), peaks=peaks
+    )
 
 
 def _permute(per_keypoint: torch.Tensor, flipped: torch.Tensor, flip_index) -> torch.Tensor:
@@ -50,7 +52,9 @@ def _permute(per_keypoint: torch.Tensor, flipped: torch.Tensor, flip_index) -> t
     return torch.where(flipped[:, None].bool(), per_keypoint[:, index], per_keypoint)
 
 
-def fuse_targets(teacher: PseudoTarget, reviewer: PseudoTarget, mode: str, agreement_px: float) -> tuple[PseudoTarget, torch.Tensor]:
+def fuse_targets(
+    teacher: PseudoTarget, reviewer: PseudoTarget, mode: str, agreement_px: float
+) -> tuple[PseudoTarget, torch.Tensor]:
     """One target per keypoint from teacher and reviewer.
 
     'agreement': where both peaks lie within ``agreement_px`` average the heatmaps; where they disagree keep the

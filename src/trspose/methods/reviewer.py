@@ -58,7 +58,9 @@ class ReviewerStore:
         self.scores.append(score)
         self.steps.append(step)
         while len(self.networks) > self.cfg.size:
-            drop = min(range(len(self.scores)), key=self.scores.__getitem__) if self.cfg.policy == "best" else 0
+            drop = (
+                min(range(len(self.scores)), key=self.scores.__getitem__) if self.cfg.policy == "best" else 0
+            )
             for store in (self.networks, self.scores, self.steps):
                 store.pop(drop)
 
@@ -108,4 +110,8 @@ class ReviewerStore:
             network = frozen_copy(self.template)
             network.load_state_dict(weights)
             self.networks.append(network)
-        self.scores, self.steps, self.best_score = list(state["scores"]), list(state["steps"]), state["best_score"]
+        self.scores, self.steps, self.best_score = (
+            list(state["scores"]),
+            list(state["steps"]),
+            state["best_score"],
+        )

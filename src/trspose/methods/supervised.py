@@ -19,7 +19,9 @@ class Supervised(Method):
             output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights
         )
         metrics = {"loss/supervised": float(parts["main"].detach())}
-        metrics.update({f"loss/level_{name}": float(v.detach()) for name, v in parts.items() if name != "main"})
+        metrics.update(
+            {f"loss/level_{name}": float(v.detach()) for name, v in parts.items() if name != "main"}
+        )
         return StepOutput(loss=loss, metrics=metrics)
 
     def inference_model(self) -> nn.Module:

@@ -49,7 +49,9 @@ class TeacherReviewerStudent(Method):
             labeled_images = self._mix(labeled_images, labeled.keypoints[..., :2], labeled.target_weight > 0)
         if not self.teacher_ready or unlabeled is None:  # burn-in: supervised only
             output = self.forward["student"](labeled_images)
-            loss, parts = multi_level_loss(output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights)
+            loss, parts = multi_level_loss(
+                output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights
+            )
             return StepOutput(loss, {"loss/supervised": float(parts["main"].detach())})
 
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
@@ -62,13 +64,31 @@ class TeacherReviewerStudent(Method):
         unl = lambda t: t[n_labeled:]  # noqa: E731
         levels_l = {k: lab(v) for k, v in output.levels.items()}
         levels_u = {k: unl(v) for k, v in output.levels.items()}
-        supervised, parts = multi_level_loss(lab(output.heatmaps), levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights)
-        ramp = self.cfg.consistency_weight * sigmoid_rampup(step, self.cfg.burn_in_steps, self.cfg.rampup_steps)
-        teacher_loss, _ = multi_level_loss(unl(output.heatmaps), levels_u, teacher_target.heatmaps, teacher_target.weight, self.level_weights)
+        supervised, parts = multi_level_loss(
+            lab(output.heatmaps), levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights
+        )
+        ramp = self.cfg.consistency_weight * sigmoid_rampup(
+            step, self.cfg.burn_in_steps, self.cfg.rampup_steps
+        )
+        teacher_loss, _ = multi_level_loss(
+            unl(output.heatmaps), levels_u, teacher_target.heatmaps, teacher_target.weight, self.level_weights
+        )
         loss = supervised + ramp * teacher_loss
-        metrics.update({"loss/supervised": float(parts["main"].detach()), "loss/teacher": float(teacher_loss.detach()), "weight/consistency": ramp})
+        metrics.update(
+            {
+                "loss/supervised": float(parts["main"].detach()),
+                "loss/teacher": float(teacher_loss.detach()),
+                "weight/consistency": ramp,
+            }
+        )
         if reviewer_target is not None:
-            reviewer_loss, _ = multi_level_loss(unl(output.heatmaps), levels_u, reviewer_target.heatmaps, reviewer_target.weight, self.level_weights)
+            reviewer_loss, _ = multi_level_loss(
+                unl(output.heatmaps),
+                levels_u,
+                reviewer_target.heatmaps,
+                reviewer_target.weight,
+                self.level_weights,
+            )
             loss = loss + ramp * self.cfg.reviewer.weight * reviewer_loss
             metrics["loss/reviewer"] = float(reviewer_loss.detach())
         return StepOutput(loss, metrics)
@@ -80,13 +100,18 @@ class TeacherReviewerStudent(Method):
         teacher = make_pseudo_target(
             self.teacher(unlabeled.weak).heatmaps.float(), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
         )  # fmt: skip
-        metrics = {"pseudo/kept_fraction": float(teacher.weight.mean()), "pseudo/mean_confidence": float(teacher.confidence.mean())}
+        metrics = {
+            "pseudo/kept_fraction": float(teacher.weight.mean()),
+            "pseudo/mean_confidence": float(teacher.confidence.mean()),
+        }
         if self.cfg.reviewer.policy == "none" or not self.reviewer.active:
             return teacher, None, metrics
         reviewer = make_pseudo_target(
             self.reviewer.predict(unlabeled.weak), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
         )  # fmt: skip
-        fused, agree = fuse_targets(teacher, reviewer, self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px)
+        fused, agree = fuse_targets(
+            teacher, reviewer, self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
+        )
         metrics["pseudo/teacher_reviewer_agreement"] = float(agree.float().mean())
         if self.cfg.reviewer.fusion == "separate":
             return teacher, reviewer, metrics
@@ -101,7 +126,9 @@ class TeacherReviewerStudent(Method):
         self.step = step + 1
         student = self.trainable["student"]
         if self.step == self.cfg.burn_in_steps:
-            copy_weights(self.teacher, student)  # FixMatch / unbiased-teacher: start the teacher from the student
+            copy_weights(
+                self.teacher, student
+            )  # FixMatch / unbiased-teacher: start the teacher from the student
         elif self.step > self.cfg.burn_in_steps:
             ema_update(self.teacher, student, self.cfg.ema_momentum)
         if self.cfg.reviewer.policy != "none":

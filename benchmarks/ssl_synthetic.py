@@ -1,0 +1,132 @@
+"""Semi-supervised results table on the synthetic dataset: every method and ablation at equal budget.
+
+    python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see README)
+    python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
+
+Each row trains configs/trs_resnet10t_128x96_synthetic.yaml with the overrides below, so all rows share the
+data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
+unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
+against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from runs import REPO, load_records, run_and_record, save_records
+
+CONFIG = "configs/trs_resnet10t_128x96_synthetic.yaml"
+NO_MFL = "model.mfl_levels=[]"
+
+# (method label, ablation label, overrides)
+ROWS = [
+    ("supervised", "-", ["method.name=supervised", NO_MFL]),
+    ("mean_teacher", "-", ["method.name=mean_teacher", NO_MFL]),
+    ("dual", "-", ["method.name=dual", NO_MFL]),
+    ("trs", "full", []),
+    ("trs", "no reviewer", ["method.reviewer.policy=none"]),
+    ("trs", "no MFL", [NO_MFL]),
+    ("trs", "no Keypoint-Mix", ["method.keypoint_mix=false"]),
+    ("trs", "reviewer periodic", ["method.reviewer.policy=periodic", "method.reviewer.every=250"]),
+    ("trs", "reviewer slow EMA", ["method.reviewer.policy=slow_ema"]),
+]
+UPPER_BOUND = ("supervised", "all labels", ["method.name=supervised", NO_MFL])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="run only rows whose 'method/ablation' contains one of these"
+    )
+    args = parser.parse_args()
+    name = "ssl_synthetic_quick" if args.quick else "ssl_synthetic"
+    out = REPO / "benchmarks" / "results" / f"{name}.json"
+    quick = [
+        "data.synthetic_size=tiny", "train.steps=40", "train.warmup_steps=5", "train.eval_every=10",
+        "train.checkpoint_every=40", "method.burn_in_steps=10", "method.rampup_steps=10", "train.batch_size=8",
+        "method.unlabeled_batch_size=8", "data.holdout_fraction=0.3",
+    ] if args.quick else []  # fmt: skip
+    fractions = [0.3] if args.quick else args.fractions
+    records = load_records(out)
+    jobs = [(f, *row) for f in fractions for row in ROWS] + [(1.0, *UPPER_BOUND)]
+    for fraction, method, ablation, overrides in jobs:
+        if args.only and not any(o in f"{method}/{ablation}" for o in args.only):
+            continue
+        for seed in args.seeds:
+            labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
+            if any(all(r.get(k) == v for k, v in labels.items()) for r in records):
+                continue
+            subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
+            run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (
+                "_quick" if args.quick else ""
+            )
+            record = run_and_record(
+                config=CONFIG, name=run_name, output_dir="runs/benchmarks",
+                overrides=[*quick, *subset, *overrides, f"train.seed={seed}", f"data.split_seed={seed}"], labels=labels,
+            )  # fmt: skip
+            record["curve"] = learning_curve(REPO / "runs" / "benchmarks" / run_name / "metrics.jsonl")
+            records.append(record)
+            save_records(records, out)
+            print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
+    print(table(records))
+    plot_curves(records, out.with_name(f"{name}_curves.png"))
+
+
+def learning_curve(metrics_file: Path) -> list[list[float]]:
+    """[[step, validation AP], ...] from the periodic and final evaluations of a run."""
+    points = []
+    for line in metrics_file.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("val/AP") is not None:
+            points.append([record["step"], record["val/AP"]])
+    return points
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| labelled | method | ablation | seeds | AP (mean ± sd) | AP50 | AR | wall s/run |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["labeled_fraction"], r["method"], r["ablation"]), []).append(r)
+    for (fraction, method, ablation), group in groups.items():
+        aps = [r["ap"] for r in group]
+        sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
+        lines.append(
+            f"| {fraction:.0%} | {method} | {ablation} | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} | "
+            f"{statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} | "
+            f"{statistics.mean(r['wall_s'] for r in group):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fractions = sorted({r["labeled_fraction"] for r in records if r["labeled_fraction"] < 1.0})
+    fig, axes = plt.subplots(
+        1, max(1, len(fractions)), figsize=(6 * max(1, len(fractions)), 4), squeeze=False
+    )
+    for ax, fraction in zip(axes[0], fractions):
+        for r in records:
+            if r["labeled_fraction"] in (fraction, 1.0) and r.get("curve"):
+                steps, aps = zip(*r["curve"])
+                ax.plot(steps, aps, label=f"{r['method']} {r['ablation']} s{r['seed']}", linewidth=1)
+        ax.set(title=f"{fraction:.0%} labelled", xlabel="step", ylabel="val AP")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()
