@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
@@ -81,6 +81,11 @@ def stream(
     pin_memory: bool,
 ) -> Iterator:
     """An endless iterator of batches for this rank, starting at ``start_step``."""
+    if workers > 0:
+        # Workers are forked. OpenCV's thread pool does not survive fork (a forked worker that touches it can
+        # hang), so the parent shuts it down first; parallelism comes from the workers. PyTorch itself sets
+        # one intra-op thread per worker.
+        cv2.setNumThreads(1)
     loader = DataLoader(
         dataset,
         batch_size=spec.batch_size,
@@ -90,17 +95,5 @@ def stream(
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=_limit_worker_threads,
     )
     return iter(loader)
-
-
-def _limit_worker_threads(_: int) -> None:
-    # augmentation is numpy/OpenCV; one thread per worker avoids oversubscribing small machines
-    torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover
-        pass
