@@ -66,3 +66,24 @@ def run_and_record(*, config: str, name: str, output_dir: str, overrides: list[s
         "command": shlex.join(["trspose", *command[3:]]),
         "resolved_config_yaml": resolved,
     }
+
+
+def summary_table(records: list[dict], keys: list[str]) -> str:
+    """Markdown table with one row per distinct value of ``keys``: seeds, AP mean ± sd, AP50, AR, wall time."""
+    import statistics
+
+    header = [*keys, "seeds", "AP (mean ± sd)", "AP50", "AR", "wall s/run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    for values, group in groups.items():
+        aps = [r["ap"] for r in group]
+        sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
+        shown = [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
+        lines.append(
+            "| " + " | ".join(shown) + f" | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} | "
+            f"{statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} | "
+            f"{statistics.mean(r['wall_s'] for r in group):.0f} |"
+        )
+    return "\n".join(lines)

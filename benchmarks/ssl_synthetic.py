@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
-from runs import REPO, load_records, run_and_record, save_records
+from runs import REPO, load_records, run_and_record, save_records, summary_table
 
 CONFIG = "configs/trs_resnet10t_128x96_synthetic.yaml"
 NO_MFL = "model.mfl_levels=[]"
@@ -76,7 +75,7 @@ def main() -> None:
             records.append(record)
             save_records(records, out)
             print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    print(table(records))
+    print(summary_table(records, ["labeled_fraction", "method", "ablation"]))
     plot_curves(records, out.with_name(f"{name}_curves.png"))
 
 
@@ -88,23 +87,6 @@ def learning_curve(metrics_file: Path) -> list[list[float]]:
         if record.get("val/AP") is not None:
             points.append([record["step"], record["val/AP"]])
     return points
-
-
-def table(records: list[dict]) -> str:
-    lines = ["| labelled | method | ablation | seeds | AP (mean ± sd) | AP50 | AR | wall s/run |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        groups.setdefault((r["labeled_fraction"], r["method"], r["ablation"]), []).append(r)
-    for (fraction, method, ablation), group in groups.items():
-        aps = [r["ap"] for r in group]
-        sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
-        lines.append(
-            f"| {fraction:.0%} | {method} | {ablation} | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} | "
-            f"{statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} | "
-            f"{statistics.mean(r['wall_s'] for r in group):.0f} |"
-        )
-    return "\n".join(lines)
 
 
 def plot_curves(records: list[dict], path: Path) -> None:

@@ -11,9 +11,8 @@ A seed sets the initialisation, the augmentation stream and the random labelled 
 from __future__ import annotations
 
 import argparse
-import statistics
 
-from runs import REPO, load_records, run_and_record, save_records
+from runs import REPO, load_records, run_and_record, save_records, summary_table
 
 CONFIG = "configs/supervised_resnet10t_128x96_synthetic.yaml"
 
@@ -51,24 +50,7 @@ def main() -> None:
             records.append(record)
             save_records(records, out)
             print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    print(table(records))
-
-
-def table(records: list[dict]) -> str:
-    lines = [
-        "| labelled | instances | seeds | AP (mean ± sd) | AP50 | AR | wall s/run |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for fraction in sorted({r["labeled_fraction"] for r in records}, reverse=True):
-        group = [r for r in records if r["labeled_fraction"] == fraction]
-        aps = [r["ap"] for r in group]
-        sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
-        lines.append(
-            f"| {fraction:.0%} | {group[0]['num_labeled']} | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} "
-            f"| {statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} "
-            f"| {statistics.mean(r['wall_s'] for r in group):.0f} |"
-        )
-    return "\n".join(lines)
+    print(summary_table(records, ["labeled_fraction", "num_labeled"]))
 
 
 if __name__ == "__main__":

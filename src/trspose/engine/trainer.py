@@ -23,7 +23,7 @@ from trspose.data.datasets import collate_pose
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from trspose.engine.distributed import DistributedContext, reduce_mean
+from trspose.engine.distributed import DistributedContext, all_gather_objects, reduce_mean
 from trspose.engine.evaluate import coco_metrics, pck_metric, predict
 from trspose.engine.loaders import PositionDataset, StreamSpec, stream
 from trspose.engine.run_folder import MetricsLogger, write_run_metadata
@@ -154,7 +154,8 @@ def fit(
             window_images += labeled.images.shape[0] * ctx.world_size
             if done % t.log_every == 0 or done == t.steps:
                 elapsed = time.perf_counter() - window_start
-                metrics = reduce_mean({"loss/total": float(out.loss.detach()), **out.metrics})
+                values = {"loss/total": out.loss.detach(), **out.metrics}
+                metrics = reduce_mean({k: float(v) for k, v in values.items()})
                 metrics.update(
                     {
                         "lr": optimizer.param_groups[0]["lr"],
@@ -217,8 +218,6 @@ def _evaluate_and_select(cfg, method, data, ctx, logger, step: int, best: dict, 
 def _save(
     cfg, method, optimizer, scheduler, step: int, best: dict, path: Path, ctx: DistributedContext
 ) -> None:
-    from trspose.engine.distributed import all_gather_objects
-
     rng_states = all_gather_objects(capture_rng_state())  # every rank's RNG, so each resumes its own stream
     if not ctx.is_main:
         return

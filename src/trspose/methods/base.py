@@ -18,8 +18,9 @@ from torch import nn
 class StepOutput:
     loss: torch.Tensor
     """The scalar to back-propagate."""
-    metrics: dict[str, float] = field(default_factory=dict)
-    """Scalars to log, named like ``loss/supervised`` or ``pseudo/kept_fraction``."""
+    metrics: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    """Scalars to log, named like ``loss/supervised`` or ``pseudo/kept_fraction``. Detached tensors are fine:
+    the trainer converts them only on logging steps, so the training step never waits for the device."""
 
 
 class Method:

@@ -66,7 +66,7 @@ class DualNetworks(Method):
                 output.heatmaps[:n], levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights
             )
             total = total + supervised
-            metrics[f"loss/supervised_{name}"] = float(parts["main"].detach())
+            metrics[f"loss/supervised_{name}"] = parts["main"].detach()
             if use_unlabeled:
                 target = targets[name]
                 levels_u = {k: v[n:] for k, v in output.levels.items()}
@@ -74,8 +74,8 @@ class DualNetworks(Method):
                     output.heatmaps[n:], levels_u, target.heatmaps, target.weight, self.level_weights
                 )
                 total = total + ramp * consistency
-                metrics[f"loss/consistency_{name}"] = float(consistency.detach())
-                metrics["pseudo/kept_fraction"] = float(target.weight.mean())
+                metrics[f"loss/consistency_{name}"] = consistency.detach()
+                metrics["pseudo/kept_fraction"] = target.weight.mean()
         return StepOutput(total, metrics)
 
     def inference_model(self) -> nn.Module:

@@ -33,15 +33,14 @@ def make_pseudo_target(
 ) -> PseudoTarget:
     """Warp weak-view heatmaps into the strong view; keep keypoints whose weak peak >= threshold and whose
     warped peak is still inside the strong view (a keypoint moved out of the crop is not a target)."""
-    _, confidence = heatmap_peaks(weak_heatmaps)
+    _, weak_confidence = heatmap_peaks(weak_heatmaps)
+    confidence = _permute(weak_confidence, flipped, flip_index)  # (B, K) in the strong view's keypoint order
     strong = warp_heatmaps(weak_heatmaps.float(), weak_to_strong, flip_index, flipped)  # (B, K, h, w)
     peaks, warped_peak = heatmap_peaks(strong)
     # a keypoint whose peak left the crop keeps only a tail of its Gaussian: its warped maximum collapses
-    inside = warped_peak >= 0.5 * _permute(confidence, flipped, flip_index)
-    weight = ((_permute(confidence, flipped, flip_index) >= threshold) & inside).float()
-    return PseudoTarget(
-        heatmaps=strong, weight=weight, confidence=_permute(confidence, flipped, flip_index), peaks=peaks
-    )
+    inside = warped_peak >= 0.5 * confidence
+    weight = ((confidence >= threshold) & inside).float()
+    return PseudoTarget(heatmaps=strong, weight=weight, confidence=confidence, peaks=peaks)
 
 
 def _permute(per_keypoint: torch.Tensor, flipped: torch.Tensor, flip_index) -> torch.Tensor:

@@ -18,10 +18,8 @@ class Supervised(Method):
         loss, parts = multi_level_loss(
             output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights
         )
-        metrics = {"loss/supervised": float(parts["main"].detach())}
-        metrics.update(
-            {f"loss/level_{name}": float(v.detach()) for name, v in parts.items() if name != "main"}
-        )
+        metrics = {"loss/supervised": parts["main"].detach()}
+        metrics.update({f"loss/level_{name}": v.detach() for name, v in parts.items() if name != "main"})
         return StepOutput(loss=loss, metrics=metrics)
 
     def inference_model(self) -> nn.Module:

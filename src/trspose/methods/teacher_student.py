@@ -52,7 +52,7 @@ class TeacherReviewerStudent(Method):
             loss, parts = multi_level_loss(
                 output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights
             )
-            return StepOutput(loss, {"loss/supervised": float(parts["main"].detach())})
+            return StepOutput(loss, {"loss/supervised": parts["main"].detach()})
 
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
         strong = unlabeled.strong
@@ -76,8 +76,8 @@ class TeacherReviewerStudent(Method):
         loss = supervised + ramp * teacher_loss
         metrics.update(
             {
-                "loss/supervised": float(parts["main"].detach()),
-                "loss/teacher": float(teacher_loss.detach()),
+                "loss/supervised": parts["main"].detach(),
+                "loss/teacher": teacher_loss.detach(),
                 "weight/consistency": ramp,
             }
         )
@@ -90,7 +90,7 @@ class TeacherReviewerStudent(Method):
                 self.level_weights,
             )
             loss = loss + ramp * self.cfg.reviewer.weight * reviewer_loss
-            metrics["loss/reviewer"] = float(reviewer_loss.detach())
+            metrics["loss/reviewer"] = reviewer_loss.detach()
         return StepOutput(loss, metrics)
 
     @torch.no_grad()
@@ -101,8 +101,8 @@ class TeacherReviewerStudent(Method):
             self.teacher(unlabeled.weak).heatmaps.float(), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
         )  # fmt: skip
         metrics = {
-            "pseudo/kept_fraction": float(teacher.weight.mean()),
-            "pseudo/mean_confidence": float(teacher.confidence.mean()),
+            "pseudo/kept_fraction": teacher.weight.mean(),
+            "pseudo/mean_confidence": teacher.confidence.mean(),
         }
         if self.cfg.reviewer.policy == "none" or not self.reviewer.active:
             return teacher, None, metrics
@@ -112,10 +112,10 @@ class TeacherReviewerStudent(Method):
         fused, agree = fuse_targets(
             teacher, reviewer, self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
         )
-        metrics["pseudo/teacher_reviewer_agreement"] = float(agree.float().mean())
+        metrics["pseudo/teacher_reviewer_agreement"] = agree.float().mean()
         if self.cfg.reviewer.fusion == "separate":
             return teacher, reviewer, metrics
-        metrics["pseudo/kept_fraction"] = float(fused.weight.mean())
+        metrics["pseudo/kept_fraction"] = fused.weight.mean()
         return fused, None, metrics
 
     def _mix(self, images: torch.Tensor, points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
