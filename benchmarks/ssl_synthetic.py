@@ -3,7 +3,7 @@
     python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see README)
     python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
 
-Each row trains configs/trs_resnet10t_128x96_synthetic.yaml with the overrides below, so all rows share the
+Each row trains configs/trs_resnet10t_fpn_96x64_synthetic.yaml with the overrides below, so all rows share the
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_curves.png.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runs import REPO, load_records, run_and_record, save_records, summary_table
 
-CONFIG = "configs/trs_resnet10t_128x96_synthetic.yaml"
+CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
 NO_MFL = "model.mfl_levels=[]"
 
 # (method label, ablation label, overrides)
@@ -61,7 +61,8 @@ def main() -> None:
             continue
         for seed in args.seeds:
             labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
-            if any(all(r.get(k) == v for k, v in labels.items()) for r in records):
+            key = {**labels, "config": CONFIG}
+            if any(all(r.get(k) == v for k, v in key.items()) for r in records):
                 continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (

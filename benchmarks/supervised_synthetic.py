@@ -14,7 +14,7 @@ import argparse
 
 from runs import REPO, load_records, run_and_record, save_records, summary_table
 
-CONFIG = "configs/supervised_resnet10t_128x96_synthetic.yaml"
+CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     )
     for fraction in args.fractions:
         for seed in args.seeds:
-            labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed}
+            labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed, "config": CONFIG}
             if any(all(r.get(k) == v for k, v in labels.items()) for r in records):
                 continue  # already in the table
             subset = (

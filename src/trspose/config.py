@@ -87,8 +87,11 @@ class ModelConfig:
     """Backbone name (see trspose.models.BACKBONES)."""
     pretrained: str = ""
     """Optional local path of backbone weights (a state dict); empty: random initialisation."""
+    head: str = "auto"
+    """Main head: 'auto' (SimpleBaseline deconvolutions for ResNet/MobileNet, HRNet's conv head for HRNet),
+    'deconv', 'conv' or 'fpn' (feature pyramid over strides 8/16/32: learns much sooner from scratch)."""
     head_channels: int = 256
-    """Channels of the deconvolution head."""
+    """Channels of the deconvolution or FPN head."""
     mfl_levels: list[str] = field(default_factory=list)
     """Backbone stages that get a Multi-level Feature Learning head (e.g. [stage2, stage3, stage4])."""
     mfl_weights: list[float] = field(default_factory=list)

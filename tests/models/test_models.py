@@ -10,6 +10,7 @@ from trspose.models import (
     MODEL_NAMES,
     ConvHead,
     DeconvHead,
+    FPNHead,
     LevelHead,
     PoseOutput,
     build_backbone,
@@ -80,10 +81,39 @@ def test_fewer_deconv_layers_read_a_shallower_stage(num_deconv_layers, stage):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fpn_head_reads_strides_8_to_32_on_every_backbone(name):
+    model = build_pose_model(backbone=name, num_keypoints=K, input_size=INPUT_SIZE, head="fpn", head_channels=16)
+    assert isinstance(model.head, FPNHead)
+    finest = "stage1" if name.startswith("hrnet") else "stage2"  # HRNet: all four branches
+    assert model.head_feature == tuple(f"stage{i}" for i in range(int(finest[-1]), 5))
+    assert model(torch.randn(2, 3, *INPUT_SIZE)).heatmaps.shape == (2, K, 16, 8)
+
+
+def test_fpn_head_uses_the_fine_stage():
+    """A change in one stride-8 cell changes the heatmaps there and not far away (the skip connection)."""
+    head = FPNHead([4, 8, 16], K, channels=8).eval()
+    torch.nn.init.normal_(head.final_layer.weight)
+    features = [torch.randn(1, 4, 8, 8), torch.randn(1, 8, 4, 4), torch.randn(1, 16, 2, 2)]
+    before = head(features)
+    features[0][:, :, 0, 0] += 5.0  # top-left stride-8 cell
+    change = (head(features) - before).abs().sum(dim=(0, 1))  # (16, 16) at stride 4
+    assert change[:2, :2].min() > 0
+    assert change[8:, 8:].max() == 0
+
+
+def test_unknown_head_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown head 'unet'.*fpn"):
+        build_pose_model(backbone="resnet10t", num_keypoints=K, input_size=INPUT_SIZE, head="unet")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("head", ["auto", "fpn"])
 @pytest.mark.parametrize("mfl_levels", [(), ("stage2", "stage3", "stage4")])
-def test_every_parameter_gets_a_gradient(name, mfl_levels):
+def test_every_parameter_gets_a_gradient(name, head, mfl_levels):
     """DistributedDataParallel (without find_unused_parameters) needs every parameter used."""
-    model = build_pose_model(backbone=name, num_keypoints=K, input_size=INPUT_SIZE, mfl_levels=mfl_levels)
+    model = build_pose_model(
+        backbone=name, num_keypoints=K, input_size=INPUT_SIZE, mfl_levels=mfl_levels, head=head
+    )
     output = model(torch.randn(2, 3, *INPUT_SIZE))
     (output.heatmaps.sum() + sum(h.sum() for h in output.levels.values())).backward()
     unused = [key for key, p in model.named_parameters() if p.grad is None]

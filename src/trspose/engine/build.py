@@ -153,6 +153,7 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
         fuse_levels=m.fuse_levels,
         pretrained_path=m.pretrained or None,
         head_channels=m.head_channels,
+        head=m.head,
     )
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from trspose.errors import ConfigError
 from trspose.models.backbones import BACKBONES, STAGE_NAMES, Backbone, build_backbone
-from trspose.models.heads import ConvHead, DeconvHead, LevelHead
+from trspose.models.heads import ConvHead, DeconvHead, FPNHead, LevelHead
 
 OUTPUT_STRIDE = 4  # heatmaps are input / 4 (64x48 for a 256x192 crop)
 INPUT_MULTIPLE = 32  # the deepest stage has stride 32; other sizes break the shape arithmetic
@@ -27,6 +27,10 @@ HEAD_KIND: dict[str, str] = {
     "hrnet_w48": "conv",
 }
 MODEL_NAMES: list[str] = sorted(BACKBONES)
+HEADS = ("auto", "deconv", "conv", "fpn")  # 'auto': the backbone's HEAD_KIND
+# FPN inputs, finest first: strides 8/16/32, and for HRNet all four branches (they are computed jointly,
+# so an unused stride-4 branch would leave parameters without gradients)
+FPN_STAGES = {"deconv": ("stage2", "stage3", "stage4"), "conv": STAGE_NAMES}
 
 
 @dataclass
@@ -53,18 +57,21 @@ class PoseModel(nn.Module):
         level_heads: nn.ModuleDict | None = None,
         fuse_levels: bool = False,
         *,
-        head_feature: str = "stage4",
+        head_feature: str | tuple[str, ...] = "stage4",
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.level_heads = level_heads if level_heads is not None else nn.ModuleDict()
         self.fuse_levels = fuse_levels
-        self.head_feature = head_feature  # the backbone stage the main head reads
+        self.head_feature = head_feature  # the backbone stage (or stages, finest first) the main head reads
 
     def forward(self, images: torch.Tensor) -> PoseOutput:  # (B, 3, H, W)
         features = self.backbone(images)  # stage -> (B, C_i, H / s_i, W / s_i)
-        heatmaps = self.head(features[self.head_feature])  # (B, K, H/4, W/4)
+        if isinstance(self.head_feature, str):
+            heatmaps = self.head(features[self.head_feature])  # (B, K, H/4, W/4)
+        else:
+            heatmaps = self.head([features[name] for name in self.head_feature])  # (B, K, H/4, W/4)
         output_size = tuple(heatmaps.shape[-2:])
         levels = {name: head(features[name], output_size) for name, head in self.level_heads.items()}
         if self.fuse_levels and levels:
@@ -104,6 +111,7 @@ def build_pose_model(
     pretrained_path: str | None = None,
     head_channels: int = 256,
     num_deconv_layers: int = 3,
+    head: str = "auto",
 ) -> PoseModel:
     """Build a top-down heatmap model whose output is exactly ``input_size / 4`` (height, width)."""
     if backbone not in HEAD_KIND:
@@ -119,15 +127,27 @@ def build_pose_model(
     unknown = [name for name in mfl_levels if name not in STAGE_NAMES]
     if unknown:
         raise ConfigError(f"unknown MFL level(s) {unknown}; valid levels: {', '.join(STAGE_NAMES)}")
-    kind = HEAD_KIND[backbone]
-    head_feature = _head_stage(kind, num_deconv_layers)
-    stages = tuple(name for name in STAGE_NAMES if name == head_feature or name in mfl_levels)
+    if head not in HEADS:
+        raise ConfigError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
+    kind = HEAD_KIND[backbone] if head == "auto" else head
+    head_feature: str | tuple[str, ...]
+    if kind == "fpn":
+        head_feature = FPN_STAGES[HEAD_KIND[backbone]]
+    else:
+        head_feature = _head_stage(kind, num_deconv_layers)
+    needed = (head_feature,) if isinstance(head_feature, str) else head_feature
+    stages = tuple(name for name in STAGE_NAMES if name in needed or name in mfl_levels)
     body = build_backbone(backbone, pretrained_path=pretrained_path, stages=stages)
-    head = _build_head(kind, body.channels[head_feature], num_keypoints, head_channels, num_deconv_layers)
+    if kind == "fpn":
+        channels = [body.channels[name] for name in head_feature]
+        upsample = body.strides[head_feature[0]] // OUTPUT_STRIDE
+        main_head: nn.Module = FPNHead(channels, num_keypoints, channels=head_channels, upsample=upsample)
+    else:
+        main_head = _build_head(kind, body.channels[head_feature], num_keypoints, head_channels, num_deconv_layers)
     level_heads = nn.ModuleDict(
         {
             name: LevelHead(body.channels[name], num_keypoints, stride=body.strides[name])
             for name in mfl_levels
         }
     )
-    return PoseModel(body, head, level_heads, fuse_levels=fuse_levels, head_feature=head_feature)
+    return PoseModel(body, main_head, level_heads, fuse_levels=fuse_levels, head_feature=head_feature)
