@@ -76,8 +76,9 @@ def main() -> None:
             records.append(record)
             save_records(records, out)
             print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    print(summary_table(records, ["labeled_fraction", "method", "ablation"]))
-    plot_curves(records, out.with_name(f"{name}_curves.png"))
+    current = [r for r in records if r["config"] == CONFIG]  # older configs stay on record, not in the table
+    print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
+    plot_curves(current, out.with_name(f"{name}_curves.png"))
 
 
 def learning_curve(metrics_file: Path) -> list[list[float]]:

@@ -50,7 +50,8 @@ def main() -> None:
             records.append(record)
             save_records(records, out)
             print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    print(summary_table(records, ["labeled_fraction", "num_labeled"]))
+    current = [r for r in records if r["config"] == CONFIG]  # older configs stay on record, not in the table
+    print(summary_table(current, ["labeled_fraction", "num_labeled"]))
 
 
 if __name__ == "__main__":
