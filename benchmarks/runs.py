@@ -65,7 +65,18 @@ def run_and_record(*, config: str, name: str, output_dir: str, overrides: list[s
         "overrides": overrides,
         "command": shlex.join(["trspose", *command[3:]]),
         "resolved_config_yaml": resolved,
+        "curve": learning_curve(run / "metrics.jsonl"),
     }
+
+
+def learning_curve(metrics_file: Path) -> list[list[float]]:
+    """[[step, validation AP], ...] from the periodic and final evaluations of a run."""
+    points = []
+    for line in metrics_file.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("val/AP") is not None:
+            points.append([record["step"], record["val/AP"]])
+    return points
 
 
 def summary_table(records: list[dict], keys: list[str]) -> str:

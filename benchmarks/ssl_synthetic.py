@@ -12,12 +12,12 @@ against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from runs import REPO, load_records, run_and_record, save_records, summary_table
 
 CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
+SUPERVISED_CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"  # CONFIG's base
 NO_MFL = "model.mfl_levels=[]"
 
 # (method label, ablation label, overrides)
@@ -72,23 +72,29 @@ def main() -> None:
                 config=CONFIG, name=run_name, output_dir="runs/benchmarks",
                 overrides=[*quick, *subset, *overrides, f"train.seed={seed}", f"data.split_seed={seed}"], labels=labels,
             )  # fmt: skip
-            record["curve"] = learning_curve(REPO / "runs" / "benchmarks" / run_name / "metrics.jsonl")
             records.append(record)
             save_records(records, out)
             print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
     current = [r for r in records if r["config"] == CONFIG]  # older configs stay on record, not in the table
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
+    if not args.quick:
+        current += gap_table_baselines(fractions)
     plot_curves(current, out.with_name(f"{name}_curves.png"))
 
 
-def learning_curve(metrics_file: Path) -> list[list[float]]:
-    """[[step, validation AP], ...] from the periodic and final evaluations of a run."""
-    points = []
-    for line in metrics_file.read_text().splitlines():
-        record = json.loads(line)
-        if record.get("val/AP") is not None:
-            points.append([record["step"], record["val/AP"]])
-    return points
+def gap_table_baselines(fractions: list[float]) -> list[dict]:
+    """Supervised runs of benchmarks/supervised_synthetic.py at these budgets and with all labels: the same
+    model, data, schedule, seeds and labelled subsets as the rows here (their config is this one's base)."""
+    records = load_records(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
+    keep = [*fractions, 1.0]
+    return [
+        {**r, "ablation": "(gap table)"}
+        for r in records
+        if r["config"] == SUPERVISED_CONFIG
+        and not r.get("extra")
+        and r["labeled_fraction"] in keep
+        and r.get("curve")
+    ]
 
 
 def plot_curves(records: list[dict], path: Path) -> None:
@@ -105,7 +111,12 @@ def plot_curves(records: list[dict], path: Path) -> None:
         for r in records:
             if r["labeled_fraction"] in (fraction, 1.0) and r.get("curve"):
                 steps, aps = zip(*r["curve"])
-                ax.plot(steps, aps, label=f"{r['method']} {r['ablation']} s{r['seed']}", linewidth=1)
+                ax.plot(
+                    steps,
+                    aps,
+                    label=f"{r['method']} {r['ablation']}{' ALL labels' if r['labeled_fraction'] == 1.0 else ''} s{r['seed']}",
+                    linewidth=1,
+                )
         ax.set(title=f"{fraction:.0%} labelled", xlabel="step", ylabel="val AP")
         ax.legend(fontsize=6)
     fig.tight_layout()

@@ -37,20 +37,30 @@ def main() -> None:
     for fraction in args.fractions:
         for seed in args.seeds:
             labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed, "config": CONFIG}
-            if any(all(r.get(k) == v for k, v in labels.items()) for r in records):
+            labels["extra"] = args.extra  # e.g. a longer schedule is a different row
+            if any(
+                all(r.get(k, [] if k == "extra" else None) == v for k, v in labels.items()) for r in records
+            ):
                 continue  # already in the table
             subset = (
                 [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
             )
             overrides = [*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra]
-            name = f"gap_f{fraction:g}_s{seed}" + ("_quick" if args.quick else "")
+            suffix = (
+                "_quick"
+                if args.quick
+                else ("_" + "_".join(args.extra).replace("=", "") if args.extra else "")
+            )
+            name = f"gap_f{fraction:g}_s{seed}{suffix}"
             record = run_and_record(
                 config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
             )
             records.append(record)
             save_records(records, out)
             print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    current = [r for r in records if r["config"] == CONFIG]  # older configs stay on record, not in the table
+    current = [  # older configs and other --extra overrides stay on record, not in this table
+        r for r in records if r["config"] == CONFIG and r.get("extra", []) == args.extra
+    ]
     print(summary_table(current, ["labeled_fraction", "num_labeled"]))
 
 
