@@ -82,7 +82,9 @@ def test_fewer_deconv_layers_read_a_shallower_stage(num_deconv_layers, stage):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fpn_head_reads_strides_8_to_32_on_every_backbone(name):
-    model = build_pose_model(backbone=name, num_keypoints=K, input_size=INPUT_SIZE, head="fpn", head_channels=16)
+    model = build_pose_model(
+        backbone=name, num_keypoints=K, input_size=INPUT_SIZE, head="fpn", head_channels=16
+    )
     assert isinstance(model.head, FPNHead)
     finest = "stage1" if name.startswith("hrnet") else "stage2"  # HRNet: all four branches
     assert model.head_feature == tuple(f"stage{i}" for i in range(int(finest[-1]), 5))

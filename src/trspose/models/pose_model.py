@@ -143,7 +143,9 @@ def build_pose_model(
         upsample = body.strides[head_feature[0]] // OUTPUT_STRIDE
         main_head: nn.Module = FPNHead(channels, num_keypoints, channels=head_channels, upsample=upsample)
     else:
-        main_head = _build_head(kind, body.channels[head_feature], num_keypoints, head_channels, num_deconv_layers)
+        main_head = _build_head(
+            kind, body.channels[head_feature], num_keypoints, head_channels, num_deconv_layers
+        )
     level_heads = nn.ModuleDict(
         {
             name: LevelHead(body.channels[name], num_keypoints, stride=body.strides[name])
