@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="demo")
     p.add_argument("--seed", type=int, default=0)
 
+    p = sub.add_parser(
+        "preview-training", help="grids of the augmented crops a config trains on, with their targets"
+    )
+    p.add_argument("config", help="YAML config, as for train")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, as for train")
+    p.add_argument("--out", default="preview_training", help="output folder (default: preview_training)")
+    p.add_argument("--num", type=int, default=16, help="crops per grid")
+
     p = sub.add_parser("preview-dataset", help="grids of images and crops with skeletons, and statistics")
     p.add_argument("root", help="dataset folder (with images/ and annotations/)")
     p.add_argument("--out", default="preview", help="output folder")
@@ -106,6 +114,14 @@ def _run(args: argparse.Namespace) -> None:
         from trspose.data.synthetic import ensure_dataset
 
         print(ensure_dataset(args.size, seed=args.seed, progress=False))
+    elif args.command == "preview-training":
+        from trspose.config import load_config
+        from trspose.engine.training_preview import write_training_preview
+
+        for path in write_training_preview(
+            load_config(args.config, args.overrides), Path(args.out), args.num
+        ):
+            print(f"wrote {path}")
     elif args.command == "preview-dataset":
         _preview(Path(args.root), Path(args.out), args.split, args.num_images)
 

@@ -77,6 +77,16 @@ class DataConfig:
     """Probability of a horizontal flip (left/right keypoints swapped)."""
     half_body_prob: float = 0.3
     """Probability of the half-body augmentation (HRNet)."""
+    unlabeled_images: str = ""
+    """Extra unlabelled images (a folder, relative to root unless absolute), e.g. COCO unlabeled2017; empty:
+    the unlabelled pool is the training split's person boxes (labelled people included, as the literature)."""
+    unlabeled_boxes: str = ""
+    """Person boxes for unlabeled_images: JSON {file_name: [[x, y, w, h(, score)], ...]} or a detection list
+    with 'file_name'; empty: each image is one person."""
+    unlabeled_min_box_score: float = 0.0
+    """Drop unlabelled boxes scored below this (detector boxes)."""
+    unlabeled_include_train: bool = True
+    """With unlabeled_images, also keep the training split's boxes in the unlabelled pool."""
 
 
 @dataclass
@@ -208,6 +218,8 @@ def validate(cfg: ExperimentConfig) -> None:
         (all(s > 0 and s % 32 == 0 for s in cfg.data.input_size),
          "data.input_size must be positive multiples of 32 (height, width), e.g. [256, 192] or [128, 96]"),
         (cfg.data.num_labeled >= 0, "data.num_labeled must be >= 0"),
+        (not cfg.data.unlabeled_boxes or cfg.data.unlabeled_images,
+         "data.unlabeled_boxes needs data.unlabeled_images (the folder the boxes refer to)"),
         (0.0 <= cfg.data.labeled_fraction <= 1.0, "data.labeled_fraction must be in [0, 1]"),
         (not (cfg.data.num_labeled and cfg.data.labeled_fraction), "set data.num_labeled or data.labeled_fraction, not both"),
         (cfg.train.steps > 0, "train.steps must be > 0"),

@@ -162,3 +162,45 @@ def test_torchrun_two_cpu_processes_then_single_process_eval_agrees(stick_root, 
     final = json.loads((run / "final_metrics.json").read_text())
     single = jobs.evaluate(run / "checkpoints" / "last.pt")
     assert single["AP"] == pytest.approx(final["val/AP"], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_teacher_reviewer_student(stick_root, tmp_path):
+    """TRS under torchrun: only the student is DDP-wrapped; teacher, reviewer and every loss term work."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+               "-m", "trspose.cli", "train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}",
+               "name=ddp_trs", "train.steps=6", "train.eval_every=2", "method.name=trs", "method.burn_in_steps=2",
+               "method.rampup_steps=2", "method.unlabeled_batch_size=2", "method.confidence_threshold=0.0",
+               "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]",
+               "method.reviewer.policy=periodic", "method.reviewer.every=2"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "ddp_trs"
+    assert json.loads((run / "environment.json").read_text())["world_size"] == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    last_train = [r for r in records if r["kind"] == "train"][-1]
+    for key in ("loss/supervised", "loss/teacher", "loss/reviewer", "pseudo/kept_fraction"):
+        assert key in last_train and last_train[key] == last_train[key], key  # present and not NaN
+    state = load_checkpoint(run / "checkpoints" / "last.pt")["method"]
+    assert state["step"] == 6 and len(state["reviewer"]["networks"]) == 1
+    student, teacher = state["trainable"], state["teacher"]
+    assert set(teacher) == {k.removeprefix("student.") for k in student}  # unwrapped names, no 'module.'
+    final = json.loads((run / "final_metrics.json").read_text())
+    single = jobs.evaluate(run / "checkpoints" / "last.pt")
+    assert single["AP"] == pytest.approx(final["val/AP"], abs=1e-9)
+
+
+def test_preview_training_draws_the_fed_crops_with_targets(stick_root, tmp_path, capsys):
+    common = [str(TINY), f"data.root={stick_root}", "data.input_size=[64,64]"]
+    assert main(["preview-training", *common, "--out", str(tmp_path / "sup"), "--num", "4"]) == 0
+    assert sorted(p.name for p in (tmp_path / "sup").iterdir()) == ["labeled.png"]  # supervised: no views
+    semi = ["method.name=trs", "method.mix.probability=1.0", "method.confidence_threshold=0.0"]
+    assert main(["preview-training", *common, *semi, "--out", str(tmp_path / "trs"), "--num", "4"]) == 0
+    import cv2
+
+    labeled = cv2.imread(str(tmp_path / "trs" / "labeled.png"))
+    unlabeled = cv2.imread(str(tmp_path / "trs" / "unlabeled.png"))
+    assert labeled.shape[:2] == (3 * 64, 8 * 3 * 64 + 7 * 2)  # 4 crops of 64x64 drawn 3x in a row of 8 columns
+    assert unlabeled.shape[:2] == (2 * 3 * 64 + 2, 6 * 3 * 64 + 5 * 2)  # 4 people x 3 panels, 6 columns
+    assert "unlabeled.png" in capsys.readouterr().out

@@ -230,3 +230,42 @@ def assert_same_tree(a, b, path="method"):
         assert torch.equal(a, b), path
     else:
         assert a == b, path
+
+
+def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path):
+    """data.unlabeled_images + unlabeled_boxes: extra people (e.g. COCO unlabeled2017 with detector boxes)."""
+    folder = tmp_path / "wild"
+    folder.mkdir()
+    for path in sorted((stick_root / "images" / "val").glob("*.jpg"))[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    names = sorted(p.name for p in folder.glob("*.jpg"))
+    boxes = {names[0]: [[5, 5, 40, 60, 0.9], [1, 1, 20, 30, 0.1]], names[1]: [[10, 8, 30, 50]]}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    common = [f"data.unlabeled_images={folder}", f"data.unlabeled_boxes={tmp_path / 'boxes.json'}",
+              "data.unlabeled_min_box_score=0.5"]  # fmt: skip
+    cfg = tiny_semi_config(stick_root, tmp_path, "trs", *common, "data.unlabeled_include_train=false")
+    files = build.resolve_data(cfg)
+    train = build.load_instances(files, COCO17, "train")
+    pool = build.unlabeled_instances(cfg, files, train)
+    assert [p.image_path.name for p in pool] == [
+        names[0],
+        names[1],
+    ]  # low-score box and box-less image dropped
+    assert [p.box.tolist() for p in pool] == [[5, 5, 40, 60], [10, 8, 30, 50]]
+    assert min(p.ann_id for p in pool) > max(
+        t.ann_id for t in train
+    )  # ids never collide with the train split
+    both = build.unlabeled_instances(tiny_semi_config(stick_root, tmp_path, "trs", *common), files, train)
+    assert len(both) == len(train) + 2
+    # and a semi-supervised run trains on that pool
+    metrics = jobs.train(
+        tiny_semi_config(stick_root, tmp_path, "trs", *common, "name=wild_run", "train.steps=4")
+    )
+    assert metrics["val/AP"] == metrics["val/AP"]
+
+
+def test_unlabeled_boxes_without_images_is_a_config_error(stick_root, tmp_path):
+    from trspose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.unlabeled_boxes needs data.unlabeled_images"):
+        tiny_semi_config(stick_root, tmp_path, "trs", "data.unlabeled_boxes=boxes.json")

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from trspose.config import ExperimentConfig
-from trspose.data.coco import PersonInstance, load_coco_instances
+from trspose.data.coco import PersonInstance, load_coco_instances, load_image_folder_with_boxes
 from trspose.data.codec import HeatmapCodec
 from trspose.data.datasets import TopDownDataset
 from trspose.data.keypoints import SPECS, KeypointSpec
@@ -36,6 +36,8 @@ class DataFiles:
     val_annotations: Path
     val_images: Path
     val_boxes: Path | None
+    unlabeled_images: Path | None = None
+    unlabeled_boxes: Path | None = None
 
 
 def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
@@ -77,6 +79,8 @@ def resolve_data(
         val_annotations=under_root(data.val_annotations),
         val_images=under_root(data.val_images),
         val_boxes=under_root(data.val_boxes) if data.val_boxes else None,
+        unlabeled_images=under_root(data.unlabeled_images) if data.unlabeled_images else None,
+        unlabeled_boxes=under_root(data.unlabeled_boxes) if data.unlabeled_boxes else None,
     )
 
 
@@ -185,9 +189,34 @@ WEAK_AUGMENT = AugmentConfig(
 )
 
 
+def unlabeled_instances(
+    cfg: ExperimentConfig, files: DataFiles, train: list[PersonInstance]
+) -> list[PersonInstance]:
+    """The unlabelled pool: the training split's person boxes (labelled people included, as in the literature)
+    and/or a folder of extra images with person boxes (``data.unlabeled_images``, e.g. COCO unlabeled2017 with
+    detector boxes). Keypoints are never read from it."""
+    d = cfg.data
+    if not d.unlabeled_images:
+        return list(train)
+    extra, _ = load_image_folder_with_boxes(
+        files.unlabeled_images,
+        files.unlabeled_boxes,
+        spec=keypoint_spec(cfg),
+        min_box_score=d.unlabeled_min_box_score,
+    )
+    # ids must not collide with the training split's (pseudo-label bookkeeping and logs use them)
+    image_offset = max((inst.image_id for inst in train), default=0)
+    ann_offset = max((inst.ann_id for inst in train), default=0)
+    extra = [
+        dataclasses.replace(inst, image_id=inst.image_id + image_offset, ann_id=inst.ann_id + ann_offset)
+        for inst in extra
+    ]
+    return [*train, *extra] if d.unlabeled_include_train else extra
+
+
 def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
-    """Unlabelled stream: every training instance (labelled ones included, as in the literature), keypoints
-    ignored, boxes optionally jittered to mimic detector boxes."""
+    """Weak/strong views of the unlabelled pool (see ``unlabeled_instances``), keypoints ignored, boxes
+    optionally jittered to mimic detector boxes."""
     jitter = cfg.method.unlabeled_box_jitter
     if jitter > 0:
         rng = np.random.default_rng(cfg.train.seed + 12345)

@@ -37,7 +37,11 @@ def prepare_training_data(
     if cfg.eval.max_images:
         keep = sorted({inst.image_id for inst in val_instances})[: cfg.eval.max_images]
         val_instances = [inst for inst in val_instances if inst.image_id in set(keep)]
-    unlabeled = build.build_unlabeled(cfg, train_instances) if method.uses_unlabeled else None
+    unlabeled = (
+        build.build_unlabeled(cfg, build.unlabeled_instances(cfg, files, train_instances))
+        if method.uses_unlabeled
+        else None
+    )
     return TrainingData(
         labeled=build.build_dataset(cfg, labeled, train=True),
         holdout=build.build_dataset(cfg, holdout, train=False) if holdout else None,

@@ -1,0 +1,129 @@
+"""Pictures of what the network is fed: the first training crops of a config, with their targets.
+
+``labeled.png``: labelled crops as the training stream yields them (augmented), each with its target heatmaps
+(the maximum over keypoints, blended in) and the target keypoints.
+
+``unlabeled.png`` (semi-supervised methods): one row per unlabelled person with three panels,
+weak view | strong view with the pseudo-target warped into it | strong view after Keypoint-Mix (white squares:
+pasted patches). During training the pseudo-target comes from the teacher; here a stand-in teacher that knows
+the ground truth (where the pool has any) is encoded in the weak view and sent through the same code
+(``make_pseudo_target``, ``keypoint_mix``), so the picture shows whether views, warps and pastes line up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from trspose.config import ExperimentConfig
+from trspose.data.datasets import denormalize
+from trspose.data.geometry import affine_points, invert_affine
+from trspose.data.unlabeled import collate_unlabeled
+from trspose.engine import build
+from trspose.engine.loaders import PositionDataset
+from trspose.methods.keypoint_mix import keypoint_mix
+from trspose.methods.pseudo_labels import make_pseudo_target
+from trspose.visualize import draw_pose, save_grid
+
+ZOOM = 3  # crops are small (e.g. 96x64); draw on a 3x enlargement so skeletons stay readable
+
+
+def write_training_preview(cfg: ExperimentConfig, out_dir: Path, num: int = 16) -> list[Path]:
+    """Write ``labeled.png`` (and ``unlabeled.png`` for semi-supervised methods) into ``out_dir``."""
+    files = build.resolve_data(cfg)
+    spec = build.keypoint_spec(cfg)
+    train = build.load_instances(files, spec, "train")
+    labeled, _ = build.labeled_split(cfg, train, None)
+    stream = PositionDataset(build.build_dataset(cfg, labeled, train=True), seed=cfg.train.seed)  # as fit()
+    panels = [_labeled_panel(stream[position], spec) for position in range(num)]
+    paths = [save_grid(panels, Path(out_dir) / "labeled.png", columns=8, max_width=1600)]
+    if cfg.method.name != "supervised":
+        paths.append(_unlabeled_preview(cfg, files, train, Path(out_dir) / "unlabeled.png", num))
+    return paths
+
+
+def _labeled_panel(sample, spec) -> np.ndarray:
+    image = _enlarge(denormalize(sample.image))
+    image = _blend_heatmaps(image, torch.from_numpy(sample.heatmaps))
+    keypoints = np.concatenate([sample.keypoints[:, :2], 2.0 * (sample.target_weight[:, None] > 0)], axis=1)
+    return draw_pose(image, _zoom_points(keypoints), spec)
+
+
+def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
+    spec = build.keypoint_spec(cfg)
+    pool = build.unlabeled_instances(cfg, files, train)
+    stream = PositionDataset(build.build_unlabeled(cfg, pool), seed=cfg.train.seed + 1)  # as fit()
+    samples = [stream[position] for position in range(num)]
+    batch = collate_unlabeled(samples)
+    by_ann = {instance.ann_id: instance for instance in pool}
+    codec = build.build_codec(cfg)
+    flip_index = torch.as_tensor(spec.flip_index(), dtype=torch.long)
+    # the stand-in teacher: ground truth encoded in the weak view (all-zero where the pool has no keypoints)
+    weak_keypoints = np.stack(
+        [_into_crop(by_ann[s.ann_id].keypoints, s.weak_crop_to_image, spec) for s in samples]
+    )
+    weak_heatmaps = torch.from_numpy(np.stack([codec.encode(k)[0] for k in weak_keypoints]))  # (B, K, h, w)
+    target = make_pseudo_target(
+        weak_heatmaps, batch.weak_to_strong, batch.flipped, flip_index, cfg.method.confidence_threshold
+    )
+    stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
+    peaks = (target.peaks + 0.5) * stride - 0.5  # (B, K, 2) strong-view input px, as TRS computes them
+    mixed, record = batch.strong, None
+    if cfg.method.name == "trs" and cfg.method.keypoint_mix:
+        generator = torch.Generator().manual_seed(0)
+        mixed, record = keypoint_mix(
+            batch.strong, peaks, target.weight > 0, cfg.method.mix, generator, flip_index
+        )
+    panels = []
+    for i in range(len(samples)):
+        weak = draw_pose(_enlarge(denormalize(batch.weak[i])), _zoom_points(weak_keypoints[i]), spec)
+        strong = _blend_heatmaps(_enlarge(denormalize(batch.strong[i])), target.heatmaps[i])
+        kept = np.concatenate([peaks[i].numpy(), 2.0 * target.weight[i, :, None].numpy()], axis=1)
+        strong = draw_pose(strong, _zoom_points(kept), spec)
+        mix = _enlarge(denormalize(mixed[i]))
+        size = min(cfg.method.mix.patch_size, *mixed.shape[-2:]) * ZOOM
+        for image, x0, y0 in record.destination if record else []:
+            if image == i:
+                cv2.rectangle(
+                    mix,
+                    (x0 * ZOOM, y0 * ZOOM),
+                    (x0 * ZOOM + size - 1, y0 * ZOOM + size - 1),
+                    (255, 255, 255),
+                    1,
+                )
+        panels += [weak, strong, mix]
+    return save_grid(panels, path, columns=6, max_width=1600)
+
+
+def _into_crop(keypoints: np.ndarray, crop_to_image: np.ndarray, spec) -> np.ndarray:
+    """Image-pixel keypoints (K, 3) -> crop pixels, channels swapped when the crop is mirrored."""
+    out = np.asarray(keypoints, np.float32).copy()
+    out[:, :2] = affine_points(out[:, :2], invert_affine(crop_to_image))
+    if np.linalg.det(crop_to_image[:, :2]) < 0:  # a mirrored view: left and right trade places
+        out = out[spec.flip_index()]
+    return out
+
+
+def _enlarge(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB uint8 -> (ZOOM*H, ZOOM*W, 3) BGR for OpenCV drawing."""
+    big = cv2.resize(rgb, None, fx=ZOOM, fy=ZOOM, interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(big[..., ::-1])
+
+
+def _zoom_points(keypoints: np.ndarray) -> np.ndarray:
+    """Crop-pixel (x, y, v) -> enlarged-image pixels (pixel centres stay centres)."""
+    out = np.asarray(keypoints, np.float64).copy()
+    out[:, :2] = (out[:, :2] + 0.5) * ZOOM - 0.5
+    return out
+
+
+def _blend_heatmaps(image_bgr: np.ndarray, heatmaps: torch.Tensor) -> np.ndarray:
+    """Blend the maximum over keypoints of (K, h, w) heatmaps (0..1) onto the image as a colour map."""
+    peak = heatmaps.float().amax(dim=0).clamp(0, 1).numpy()  # (h, w)
+    peak = cv2.resize(peak, (image_bgr.shape[1], image_bgr.shape[0]), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap((peak * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    alpha = (0.6 * peak)[..., None]
+    return (image_bgr * (1 - alpha) + colour * alpha).astype(np.uint8)
