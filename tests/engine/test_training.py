@@ -201,6 +201,7 @@ def test_preview_training_draws_the_fed_crops_with_targets(stick_root, tmp_path,
 
     labeled = cv2.imread(str(tmp_path / "trs" / "labeled.png"))
     unlabeled = cv2.imread(str(tmp_path / "trs" / "unlabeled.png"))
-    assert labeled.shape[:2] == (3 * 64, 8 * 3 * 64 + 7 * 2)  # 4 crops of 64x64 drawn 3x in a row of 8 columns
+    # 4 crops of 64x64 drawn 3x in a row of 8 columns
+    assert labeled.shape[:2] == (3 * 64, 8 * 3 * 64 + 7 * 2)
     assert unlabeled.shape[:2] == (2 * 3 * 64 + 2, 6 * 3 * 64 + 5 * 2)  # 4 people x 3 panels, 6 columns
     assert "unlabeled.png" in capsys.readouterr().out
