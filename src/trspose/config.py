@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from trspose.errors import ConfigError
-from trspose.methods.keypoint_mix import KeypointMixConfig
+from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig
 from trspose.methods.reviewer import ReviewerConfig
 
 
@@ -188,6 +188,8 @@ class MethodConfig:
     """Also apply Keypoint-Mix to labelled crops."""
     mix: KeypointMixConfig = field(default_factory=KeypointMixConfig)
     """Keypoint-Mix probability, count, patch size and source."""
+    joint_cutout: JointCutoutConfig = field(default_factory=JointCutoutConfig)
+    """Cutout around the teacher's predicted joints on the strong view (TRS and mean teacher; off by default)."""
     reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
     """The reviewer store (TRS only)."""
 
@@ -236,6 +238,9 @@ def validate(cfg: ExperimentConfig) -> None:
          "method.reviewer.fusion must be separate, agreement or confidence"),
         (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
         (cfg.method.mix.source in ("batch", "swap"), "method.mix.source must be 'batch' or 'swap'"),
+        (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
+        (cfg.method.joint_cutout.count >= 0 and cfg.method.joint_cutout.patch_size > 0,
+         "method.joint_cutout.count must be >= 0 and method.joint_cutout.patch_size > 0"),
         (0.0 <= cfg.method.ema_momentum <= 1.0, "method.ema_momentum must be in [0, 1]"),
         (not cfg.model.mfl_weights or len(cfg.model.mfl_weights) == len(cfg.model.mfl_levels),
          "model.mfl_weights must be empty or have one weight per model.mfl_levels entry"),

@@ -138,7 +138,7 @@ def tiny_semi_config(root, out, method, *extra):
     return load_config(TINY, [
         f"data.root={root}", f"output_dir={out}", f"method.name={method}", "method.burn_in_steps=2",
         "method.rampup_steps=2", "method.unlabeled_batch_size=4", "method.confidence_threshold=0.0",
-        "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]", *extra,
+        "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]", "method.joint_cutout.probability=1.0", *extra,
     ])  # fmt: skip
 
 
@@ -269,3 +269,20 @@ def test_unlabeled_boxes_without_images_is_a_config_error(stick_root, tmp_path):
 
     with pytest.raises(ConfigError, match="data.unlabeled_boxes needs data.unlabeled_images"):
         tiny_semi_config(stick_root, tmp_path, "trs", "data.unlabeled_boxes=boxes.json")
+
+
+def test_joint_cutout_erases_around_the_given_joints_only():
+    from trspose.methods.keypoint_mix import JointCutoutConfig, joint_cutout
+
+    images = torch.rand(2, 3, 32, 32) + 1.0  # never 0 before erasing
+    keypoints = torch.tensor([[[8.0, 8.0], [20.0, 24.0]], [[16.0, 10.0], [4.0, 28.0]]])
+    valid = torch.tensor([[True, False], [True, True]])
+    cfg = JointCutoutConfig(probability=1.0, count=2, patch_size=6)
+    out, erased = joint_cutout(images, keypoints, valid, cfg, torch.Generator().manual_seed(0))
+    assert sorted(erased) == [(0, 5, 5), (1, 1, 25), (1, 13, 7)]  # centred on valid joints, clamped inside
+    expected = images.clone()
+    for i, x0, y0 in erased:
+        expected[i, :, y0 : y0 + 6, x0 : x0 + 6] = 0.0
+    assert torch.equal(out, expected)  # exactly those patches, nothing else
+    off = JointCutoutConfig(probability=0.0)
+    assert torch.equal(joint_cutout(images, keypoints, valid, off, torch.Generator())[0], images)

@@ -5,7 +5,7 @@
 
 ``unlabeled.png`` (semi-supervised methods): one row per unlabelled person with three panels,
 weak view | strong view with the pseudo-target warped into it | strong view after Keypoint-Mix (white squares:
-pasted patches). During training the pseudo-target comes from the teacher; here a stand-in teacher that knows
+pasted patches) and joint cutout (yellow squares: erased around joints, when method.joint_cutout is on). During training the pseudo-target comes from the teacher; here a stand-in teacher that knows
 the ground truth (where the pool has any) is encoded in the weak view and sent through the same code
 (``make_pseudo_target``, ``keypoint_mix``), so the picture shows whether views, warps and pastes line up.
 """
@@ -24,7 +24,7 @@ from trspose.data.geometry import affine_points, invert_affine
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.loaders import PositionDataset
-from trspose.methods.keypoint_mix import keypoint_mix
+from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
 from trspose.methods.pseudo_labels import make_pseudo_target
 from trspose.visualize import draw_pose, save_grid
 
@@ -71,12 +71,13 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
     )
     stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
     peaks = (target.peaks + 0.5) * stride - 0.5  # (B, K, 2) strong-view input px, as TRS computes them
-    mixed, record = batch.strong, None
+    mixed, pasted, erased = batch.strong, [], []
+    generator = torch.Generator().manual_seed(0)
     if cfg.method.name == "trs" and cfg.method.keypoint_mix:
-        generator = torch.Generator().manual_seed(0)
-        mixed, record = keypoint_mix(
-            batch.strong, peaks, target.weight > 0, cfg.method.mix, generator, flip_index
-        )
+        mixed, record = keypoint_mix(mixed, peaks, target.weight > 0, cfg.method.mix, generator, flip_index)
+        pasted = record.destination
+    if cfg.method.name in ("trs", "mean_teacher") and cfg.method.joint_cutout.probability > 0:
+        mixed, erased = joint_cutout(mixed, peaks, target.weight > 0, cfg.method.joint_cutout, generator)
     panels = []
     for i in range(len(samples)):
         weak = draw_pose(_enlarge(denormalize(batch.weak[i])), _zoom_points(weak_keypoints[i]), spec)
@@ -84,16 +85,11 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
         kept = np.concatenate([peaks[i].numpy(), 2.0 * target.weight[i, :, None].numpy()], axis=1)
         strong = draw_pose(strong, _zoom_points(kept), spec)
         mix = _enlarge(denormalize(mixed[i]))
-        size = min(cfg.method.mix.patch_size, *mixed.shape[-2:]) * ZOOM
-        for image, x0, y0 in record.destination if record else []:
-            if image == i:
-                cv2.rectangle(
-                    mix,
-                    (x0 * ZOOM, y0 * ZOOM),
-                    (x0 * ZOOM + size - 1, y0 * ZOOM + size - 1),
-                    (255, 255, 255),
-                    1,
-                )
+        for boxes, patch, colour in ((pasted, cfg.method.mix.patch_size, (255, 255, 255)),
+                                     (erased, cfg.method.joint_cutout.patch_size, (0, 255, 255))):  # fmt: skip
+            size = min(patch, *mixed.shape[-2:]) * ZOOM
+            for x0, y0 in [(x * ZOOM, y * ZOOM) for image, x, y in boxes if image == i]:
+                cv2.rectangle(mix, (x0, y0), (x0 + size - 1, y0 + size - 1), colour, 1)
         panels += [weak, strong, mix]
     return save_grid(panels, path, columns=6, max_width=1600)
 

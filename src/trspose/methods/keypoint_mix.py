@@ -1,4 +1,4 @@
-"""Keypoint-Mix: paste patches around other people's keypoints onto this person's keypoints.
+"""Keypoint-Mix: paste patches around other people's keypoints onto this person's keypoints; joint cutout.
 
 The targets are left unchanged, so a pasted patch (which looks like, say, someone's wrist) sits on this
 person's elbow and the network must learn to tell the two apart from context. Applied to the student's
@@ -22,6 +22,16 @@ class KeypointMixConfig:
     """Side of the square patch, in input pixels."""
     source: str = "batch"
     """'batch' (patches from other images of the batch) or 'swap' (this image's own left/right partner)."""
+
+
+@dataclass
+class JointCutoutConfig:
+    probability: float = 0.0
+    """Probability that an image gets its joints cut out (0: off; random cutout still happens in the data)."""
+    count: int = 2
+    """Keypoints of the image whose surrounding patch is erased."""
+    patch_size: int = 12
+    """Side of the square patch, in input pixels."""
 
 
 @dataclass
@@ -90,3 +100,31 @@ def _pick_source(i, k, keypoints, valid, cfg, generator, flip_index) -> tuple[in
     j = others[int(torch.randint(len(others), (1,), generator=generator))]
     candidates = torch.nonzero(valid[j]).flatten()
     return j, int(candidates[int(torch.randint(len(candidates), (1,), generator=generator))])
+
+
+def joint_cutout(
+    images: torch.Tensor,
+    keypoints: torch.Tensor,
+    valid: torch.Tensor,
+    cfg: JointCutoutConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+    """Erase square patches centred on (predicted) joints: a copy of ``images`` (B, 3, H, W) and the erased
+    patches as (image, x0, y0). Erased pixels become 0, the dataset mean after normalisation. The targets stay,
+    so the student must place a hidden joint from the body around it (the strong view's "cutout around
+    predicted joints"); keypoints (B, K, 2) are input pixels (x, y), valid (B, K) bool."""
+    out = images.clone()
+    b, _, height, width = images.shape
+    s = min(cfg.patch_size, height, width)
+    erased = []
+    draws = torch.rand(b, generator=generator)
+    for i in range(b):
+        candidates = torch.nonzero(valid[i]).flatten()
+        if draws[i] >= cfg.probability or len(candidates) == 0:
+            continue
+        chosen = candidates[torch.randperm(len(candidates), generator=generator)[: cfg.count]]
+        for k in chosen.tolist():
+            x0, y0 = _corner(keypoints[i, k], s, height, width)
+            out[i, :, y0 : y0 + s, x0 : x0 + s] = 0.0
+            erased.append((i, x0, y0))
+    return out, erased

@@ -17,7 +17,7 @@ from trspose.config import MethodConfig
 from trspose.engine.schedules import sigmoid_rampup
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
-from trspose.methods.keypoint_mix import keypoint_mix
+from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
 from trspose.methods.losses import multi_level_loss
 from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target
 from trspose.methods.reviewer import ReviewerStore
@@ -56,9 +56,14 @@ class TeacherReviewerStudent(Method):
 
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
         strong = unlabeled.strong
+        stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
+        peaks = (teacher_target.peaks + 0.5) * stride - 0.5  # (B_u, K, 2) strong-view input px
         if self.cfg.keypoint_mix:
-            stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
-            strong = self._mix(strong, (teacher_target.peaks + 0.5) * stride - 0.5, teacher_target.weight > 0)
+            strong = self._mix(strong, peaks, teacher_target.weight > 0)
+        if self.cfg.joint_cutout.probability > 0:
+            strong, _ = joint_cutout(
+                strong, peaks, teacher_target.weight > 0, self.cfg.joint_cutout, self.generator
+            )
         output = self.forward["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
         lab = lambda t: t[:n_labeled]  # noqa: E731
         unl = lambda t: t[n_labeled:]  # noqa: E731
