@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shlex
 import sys
@@ -47,16 +46,6 @@ NUM_KEYPOINTS = 17
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_avg_1m() -> float | None:
@@ -154,6 +143,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace, command: str) -> None:
         import torch
 
+        from trspose.engine.run_folder import device_name
+
         self.torch = torch
         self.args = args
         self.command = command
@@ -161,7 +152,7 @@ class Bench:
             args.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(args.device)
         self.cuda = self.device.type == "cuda"
-        self.device_name = torch.cuda.get_device_name(self.device) if self.cuda else cpu_name()
+        self.device_name = device_name(self.device)  # CPU: model, SIMD level (AVX2 / AVX512) and threads
         self.cpu_memory = None if self.cuda else CpuPeakMemory()
         self.records: list[dict] = []
 
