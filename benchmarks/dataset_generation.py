@@ -13,22 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+from trspose.engine.run_folder import cpu_model
+
 RESULTS = Path(__file__).parent / "results" / "dataset_generation.json"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run(size: str, workers: int, root: str | None, seed: int) -> dict:
@@ -49,7 +40,7 @@ def run(size: str, workers: int, root: str | None, seed: int) -> dict:
     return {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "device": f"{cpu_name()}, {os.cpu_count()} logical cores (CPU only)",
+        "device": f"{cpu_model()}, {os.cpu_count()} logical cores (CPU only)",
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "workers": workers,

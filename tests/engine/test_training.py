@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -205,3 +206,17 @@ def test_preview_training_draws_the_fed_crops_with_targets(stick_root, tmp_path,
     assert labeled.shape[:2] == (3 * 64, 8 * 3 * 64 + 7 * 2)
     assert unlabeled.shape[:2] == (2 * 3 * 64 + 2, 6 * 3 * 64 + 5 * 2)  # 4 people x 3 panels, 6 columns
     assert "unlabeled.png" in capsys.readouterr().out
+
+
+def test_preview_heatmaps_sit_under_their_keypoints():
+    from trspose.data.codec import HeatmapCodec
+    from trspose.engine.training_preview import ZOOM, _zoom_points, enlarge_heatmap
+
+    codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12), sigma=2.0)
+    keypoints = np.zeros((17, 3))
+    keypoints[0] = [20.0, 36.0, 2]
+    heatmap = codec.encode(keypoints)[0][0]  # (16, 12), peak at heatmap (5, 9)
+    big = enlarge_heatmap(heatmap, (64 * ZOOM, 48 * ZOOM))
+    y, x = np.unravel_index(big.argmax(), big.shape)
+    expected = _zoom_points(keypoints)[0, :2]
+    assert abs(x - expected[0]) <= 1 and abs(y - expected[1]) <= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -138,7 +139,8 @@ def tiny_semi_config(root, out, method, *extra):
     return load_config(TINY, [
         f"data.root={root}", f"output_dir={out}", f"method.name={method}", "method.burn_in_steps=2",
         "method.rampup_steps=2", "method.unlabeled_batch_size=4", "method.confidence_threshold=0.0",
-        "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]", "method.joint_cutout.probability=1.0", *extra,
+        "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]",
+        *(["method.joint_cutout.probability=1.0"] if method in ("trs", "mean_teacher") else []), *extra,
     ])  # fmt: skip
 
 
@@ -257,6 +259,8 @@ def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path)
     )  # ids never collide with the train split
     both = build.unlabeled_instances(tiny_semi_config(stick_root, tmp_path, "trs", *common), files, train)
     assert len(both) == len(train) + 2
+    views = build.build_unlabeled(cfg, pool)
+    assert [views[(i, i)].ann_id for i in range(2)] == [p.ann_id for p in pool]  # the folder's people are fed
     # and a semi-supervised run trains on that pool
     metrics = jobs.train(
         tiny_semi_config(stick_root, tmp_path, "trs", *common, "name=wild_run", "train.steps=4")
@@ -264,11 +268,50 @@ def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path)
     assert metrics["val/AP"] == metrics["val/AP"]
 
 
-def test_unlabeled_boxes_without_images_is_a_config_error(stick_root, tmp_path):
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.unlabeled_boxes=boxes.json"], "data.unlabeled_boxes needs data.unlabeled_images"),
+        (
+            ["data.unlabeled_include_train=false"],
+            "data.unlabeled_include_train=false needs data.unlabeled_images",
+        ),
+        (["method.name=dual"], "method.joint_cutout needs method.name trs or mean_teacher"),
+    ],
+)
+def test_settings_that_would_do_nothing_are_config_errors(stick_root, tmp_path, overrides, message):
     from trspose.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="data.unlabeled_boxes needs data.unlabeled_images"):
-        tiny_semi_config(stick_root, tmp_path, "trs", "data.unlabeled_boxes=boxes.json")
+    with pytest.raises(ConfigError, match=message):
+        tiny_semi_config(stick_root, tmp_path, "trs", *overrides)
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [{"000001.jpg": [[1, 2, 3]]}, {"000001.jpg": [[1, 2, 3, "wide"]]}, [{"file_name": "000001.jpg", "bbox": [1, 2, 3]}],
+     [{"file_name": "000001.jpg", "bbox": [1, 2, 3, 4], "score": None}]],
+)  # fmt: skip
+def test_a_malformed_boxes_file_is_a_data_error_naming_it(stick_root, tmp_path, boxes):
+    from trspose.data.coco import load_image_folder_with_boxes
+    from trspose.errors import DataError
+
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    with pytest.raises(DataError, match=r"boxes\.json: .*\[x, y, w, h"):
+        load_image_folder_with_boxes(stick_root / "images" / "train", tmp_path / "boxes.json")
+
+
+def test_teacher_peaks_map_back_to_the_joint_in_input_pixels():
+    """TRS places Keypoint-Mix patches and joint cutouts at peaks * stride: the codec's x / stride, inverted."""
+    from trspose.data.codec import HeatmapCodec
+
+    codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12), sigma=2.0)
+    keypoints = np.zeros((17, 3), np.float32)
+    keypoints[:, 2] = 2
+    keypoints[:, 0], keypoints[:, 1] = 4.0 * (np.arange(17) % 12), 4.0 * (np.arange(17) % 16)
+    heatmaps = torch.from_numpy(codec.encode(keypoints)[0])[None]  # (1, 17, 16, 12)
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    target = make_pseudo_target(heatmaps, identity, torch.tensor([False]), None, threshold=0.5)
+    torch.testing.assert_close(target.peaks[0] * 4.0, torch.from_numpy(keypoints[:, :2]))
 
 
 def test_joint_cutout_erases_around_the_given_joints_only():

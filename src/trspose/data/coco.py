@@ -293,12 +293,14 @@ def _read_folder_boxes(boxes_json: Path, names: set[str]) -> dict[str, list[tupl
                 raise DataError(
                     f"{boxes_json}: boxes for {name!r} must be a list of [x, y, w, h] or [x, y, w, h, score]"
                 )
-            boxes[name] = [(list(map(float, e[:4])), float(e[4]) if len(e) == 5 else 1.0) for e in entries]
+            boxes[name] = [
+                _box_and_score(e[:4], e[4] if len(e) == 5 else 1.0, boxes_json, name) for e in entries
+            ]
     elif isinstance(data, list):
         for position, det in enumerate(data):
             _require_keys(det, ("file_name", "bbox"), f"entry {position}", boxes_json)
             boxes.setdefault(det["file_name"], []).append(
-                (list(map(float, det["bbox"])), float(det.get("score", 1.0)))
+                _box_and_score(det["bbox"], det.get("score", 1.0), boxes_json, f"entry {position}")
             )
     else:
         raise DataError(f"{boxes_json}: expected {{file_name: [[x, y, w, h], ...]}} or a list of detections")
@@ -308,6 +310,20 @@ def _read_folder_boxes(boxes_json: Path, names: set[str]) -> dict[str, list[tupl
             f"{boxes_json}: names image {unknown[0]!r}, which is not among the input images; fix the file names"
         )
     return boxes
+
+
+def _box_and_score(box, score, boxes_json: Path, where: str) -> tuple[list[float], float]:
+    """([x, y, w, h], score) as floats, or a DataError naming the file and the entry."""
+    numbers = [*box, score] if isinstance(box, list) else None
+    if (
+        numbers is None
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
+    ):
+        raise DataError(
+            f"{boxes_json}: {where} needs a box [x, y, w, h] of 4 numbers and a numeric score, got {box!r}, {score!r}"
+        )
+    return [float(v) for v in box], float(score)
 
 
 def list_images(inputs: Path | str | Sequence[Path | str]) -> list[Path]:

@@ -180,7 +180,7 @@ def build_method(cfg: ExperimentConfig, model: torch.nn.Module) -> Method:
         method_cfg = dataclasses.replace(
             cfg.method, keypoint_mix=False, reviewer=dataclasses.replace(cfg.method.reviewer, policy="none")
         )
-    return TeacherReviewerStudent(model, weights, method_cfg, flip_index)
+    return TeacherReviewerStudent(model, weights, method_cfg, flip_index, seed=cfg.train.seed)
 
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
@@ -192,10 +192,14 @@ WEAK_AUGMENT = AugmentConfig(
 def unlabeled_instances(
     cfg: ExperimentConfig, files: DataFiles, train: list[PersonInstance]
 ) -> list[PersonInstance]:
-    """The unlabelled pool: the training split's person boxes (labelled people included, as in the literature)
-    and/or a folder of extra images with person boxes (``data.unlabeled_images``, e.g. COCO unlabeled2017 with
-    detector boxes). Keypoints are never read from it."""
-    d = cfg.data
+    """The unlabelled pool: the training split's person boxes (labelled people included, as in the literature;
+    jittered by ``method.unlabeled_box_jitter`` to mimic detector boxes) and/or a folder of extra images with
+    person boxes (``data.unlabeled_images``, e.g. COCO unlabeled2017 with detector boxes, used as they are).
+    Keypoints are never read from it."""
+    d, jitter = cfg.data, cfg.method.unlabeled_box_jitter
+    if jitter > 0:
+        rng = np.random.default_rng(cfg.train.seed + 12345)
+        train = [_jitter_box(inst, jitter, rng) for inst in train]
     if not d.unlabeled_images:
         return list(train)
     extra, _ = load_image_folder_with_boxes(
@@ -215,12 +219,7 @@ def unlabeled_instances(
 
 
 def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
-    """Weak/strong views of the unlabelled pool (see ``unlabeled_instances``), keypoints ignored, boxes
-    optionally jittered to mimic detector boxes."""
-    jitter = cfg.method.unlabeled_box_jitter
-    if jitter > 0:
-        rng = np.random.default_rng(cfg.train.seed + 12345)
-        instances = [_jitter_box(inst, jitter, rng) for inst in instances]
+    """Weak/strong views of the unlabelled pool (see ``unlabeled_instances``), keypoints ignored."""
     return UnlabeledViewsDataset(
         instances,
         keypoint_spec(cfg),

@@ -5,7 +5,8 @@
 
 ``unlabeled.png`` (semi-supervised methods): one row per unlabelled person with three panels,
 weak view | strong view with the pseudo-target warped into it | strong view after Keypoint-Mix (white squares:
-pasted patches) and joint cutout (yellow squares: erased around joints, when method.joint_cutout is on). During training the pseudo-target comes from the teacher; here a stand-in teacher that knows
+pasted patches) and joint cutout (yellow squares: erased around joints, when method.joint_cutout is
+on). During training the pseudo-target comes from the teacher; here a stand-in teacher that knows
 the ground truth (where the pool has any) is encoded in the weak view and sent through the same code
 (``make_pseudo_target``, ``keypoint_mix``), so the picture shows whether views, warps and pastes line up.
 """
@@ -24,6 +25,7 @@ from trspose.data.geometry import affine_points, invert_affine
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.loaders import PositionDataset
+from trspose.errors import ConfigError
 from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
 from trspose.methods.pseudo_labels import make_pseudo_target
 from trspose.visualize import draw_pose, save_grid
@@ -33,6 +35,8 @@ ZOOM = 3  # crops are small (e.g. 96x64); draw on a 3x enlargement so skeletons 
 
 def write_training_preview(cfg: ExperimentConfig, out_dir: Path, num: int = 16) -> list[Path]:
     """Write ``labeled.png`` (and ``unlabeled.png`` for semi-supervised methods) into ``out_dir``."""
+    if num < 1:
+        raise ConfigError(f"--num must be at least 1, got {num}")
     files = build.resolve_data(cfg)
     spec = build.keypoint_spec(cfg)
     train = build.load_instances(files, spec, "train")
@@ -70,7 +74,7 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
         weak_heatmaps, batch.weak_to_strong, batch.flipped, flip_index, cfg.method.confidence_threshold
     )
     stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
-    peaks = (target.peaks + 0.5) * stride - 0.5  # (B, K, 2) strong-view input px, as TRS computes them
+    peaks = target.peaks * stride  # (B, K, 2) strong-view input px, as TRS computes them
     mixed, pasted, erased = batch.strong, [], []
     generator = torch.Generator().manual_seed(0)
     if cfg.method.name == "trs" and cfg.method.keypoint_mix:
@@ -117,9 +121,20 @@ def _zoom_points(keypoints: np.ndarray) -> np.ndarray:
 
 
 def _blend_heatmaps(image_bgr: np.ndarray, heatmaps: torch.Tensor) -> np.ndarray:
-    """Blend the maximum over keypoints of (K, h, w) heatmaps (0..1) onto the image as a colour map."""
-    peak = heatmaps.float().amax(dim=0).clamp(0, 1).numpy()  # (h, w)
-    peak = cv2.resize(peak, (image_bgr.shape[1], image_bgr.shape[0]), interpolation=cv2.INTER_LINEAR)
+    """Blend the maximum over keypoints of (K, h, w) heatmaps (0..1) onto an enlarged crop as a colour map."""
+    peak = enlarge_heatmap(heatmaps.float().amax(dim=0).clamp(0, 1).numpy(), image_bgr.shape[:2])
     colour = cv2.applyColorMap((peak * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (0.6 * peak)[..., None]
     return (image_bgr * (1 - alpha) + colour * alpha).astype(np.uint8)
+
+
+def enlarge_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) heatmap -> (height, width) on the enlarged crop, aligned with the drawn keypoints.
+
+    Heatmap pixel c sits at crop pixel c * stride (the codec's convention) and crop pixel x at enlarged pixel
+    (x + 0.5) * ZOOM - 0.5 (as ``_zoom_points``); a plain resize would shift blobs by half a stride.
+    """
+    height, width = size
+    scale = width / heatmap.shape[1]  # enlarged px per heatmap px (ZOOM * stride)
+    matrix = np.float32([[scale, 0, 0.5 * ZOOM - 0.5], [0, scale, 0.5 * ZOOM - 0.5]])
+    return cv2.warpAffine(heatmap.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR)

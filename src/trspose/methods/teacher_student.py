@@ -26,7 +26,14 @@ from trspose.methods.reviewer import ReviewerStore
 class TeacherReviewerStudent(Method):
     uses_unlabeled = True
 
-    def __init__(self, student: nn.Module, level_weights: dict[str, float], cfg: MethodConfig, flip_index):
+    def __init__(
+        self,
+        student: nn.Module,
+        level_weights: dict[str, float],
+        cfg: MethodConfig,
+        flip_index,
+        seed: int = 0,
+    ):
         super().__init__({"student": student})
         self.cfg = cfg
         self.level_weights = level_weights
@@ -34,7 +41,7 @@ class TeacherReviewerStudent(Method):
         self.teacher = frozen_copy(student)
         self.reviewer = ReviewerStore(student, cfg.reviewer)
         self.unlabeled_batch_size = cfg.unlabeled_batch_size
-        self.generator = torch.Generator().manual_seed(0)
+        self.seed = seed
         self.step = 0
 
     @property
@@ -44,9 +51,12 @@ class TeacherReviewerStudent(Method):
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
         self.step = step
         n_labeled = labeled.images.shape[0]
+        generator = self._generator(step)
         labeled_images = labeled.images
         if self.cfg.keypoint_mix and self.cfg.keypoint_mix_labeled:
-            labeled_images = self._mix(labeled_images, labeled.keypoints[..., :2], labeled.target_weight > 0)
+            labeled_images = self._mix(
+                labeled_images, labeled.keypoints[..., :2], labeled.target_weight > 0, generator
+            )
         if not self.teacher_ready or unlabeled is None:  # burn-in: supervised only
             output = self.forward["student"](labeled_images)
             loss, parts = multi_level_loss(
@@ -57,12 +67,12 @@ class TeacherReviewerStudent(Method):
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
         strong = unlabeled.strong
         stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
-        peaks = (teacher_target.peaks + 0.5) * stride - 0.5  # (B_u, K, 2) strong-view input px
+        peaks = teacher_target.peaks * stride  # (B_u, K, 2) strong-view input px (the codec's x / stride)
         if self.cfg.keypoint_mix:
-            strong = self._mix(strong, peaks, teacher_target.weight > 0)
+            strong = self._mix(strong, peaks, teacher_target.weight > 0, generator)
         if self.cfg.joint_cutout.probability > 0:
             strong, _ = joint_cutout(
-                strong, peaks, teacher_target.weight > 0, self.cfg.joint_cutout, self.generator
+                strong, peaks, teacher_target.weight > 0, self.cfg.joint_cutout, generator
             )
         output = self.forward["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
         lab = lambda t: t[:n_labeled]  # noqa: E731
@@ -123,9 +133,17 @@ class TeacherReviewerStudent(Method):
         metrics["pseudo/kept_fraction"] = fused.weight.mean()
         return fused, None, metrics
 
-    def _mix(self, images: torch.Tensor, points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        mixed, _ = keypoint_mix(images, points, valid, self.cfg.mix, self.generator, self.flip_index)
+    def _mix(
+        self, images: torch.Tensor, points: torch.Tensor, valid: torch.Tensor, generator
+    ) -> torch.Tensor:
+        mixed, _ = keypoint_mix(images, points, valid, self.cfg.mix, generator, self.flip_index)
         return mixed
+
+    def _generator(self, step: int) -> torch.Generator:
+        """The draws of Keypoint-Mix and joint cutout: a pure function of (train seed, rank, step), so every rank
+        mixes differently and a resumed run draws exactly what the uninterrupted one did."""
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + rank * 100_003 + step)
 
     def after_optimizer_step(self, step: int) -> None:
         self.step = step + 1
@@ -160,7 +178,6 @@ class TeacherReviewerStudent(Method):
             "teacher": self.teacher.state_dict(),
             "reviewer": self.reviewer.state_dict(),
             "step": self.step,
-            "generator": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -168,4 +185,3 @@ class TeacherReviewerStudent(Method):
         self.teacher.load_state_dict(state["teacher"])
         self.reviewer.load_state_dict(state["reviewer"])
         self.step = state["step"]
-        self.generator.set_state(state["generator"])
