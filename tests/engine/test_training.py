@@ -174,7 +174,7 @@ def test_torchrun_two_cpu_processes_teacher_reviewer_student(stick_root, tmp_pat
                "name=ddp_trs", "train.steps=6", "train.eval_every=2", "method.name=trs", "method.burn_in_steps=2",
                "method.rampup_steps=2", "method.unlabeled_batch_size=2", "method.confidence_threshold=0.0",
                "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]",
-               "method.reviewer.policy=periodic", "method.reviewer.every=2"]  # fmt: skip
+               "method.reviewer.policy=periodic", "method.reviewer.every=2", "method.joint_cutout.probability=1.0"]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "ddp_trs"
