@@ -262,10 +262,18 @@ def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path)
     views = build.build_unlabeled(cfg, pool)
     assert [views[(i, i)].ann_id for i in range(2)] == [p.ann_id for p in pool]  # the folder's people are fed
     # and a semi-supervised run trains on that pool
-    metrics = jobs.train(
-        tiny_semi_config(stick_root, tmp_path, "trs", *common, "name=wild_run", "train.steps=4")
-    )
+    run_cfg = tiny_semi_config(stick_root, tmp_path, "trs", *common, "name=wild_run", "train.steps=4")
+    metrics = jobs.train(run_cfg)
     assert metrics["val/AP"] == metrics["val/AP"]
+    assert json.loads((tmp_path / "wild_run" / "unlabeled_pool.json").read_text())[
+        "num_instances"
+    ] == 2 + len(train)
+    # the stream is a function of the pool: resuming after the boxes changed would silently train on another one
+    (tmp_path / "boxes.json").write_text(json.dumps({names[0]: [[5, 5, 40, 60, 0.9]]}))
+    from trspose.errors import DataError
+
+    with pytest.raises(DataError, match="unlabelled pool changed since this run started"):
+        jobs.train(run_cfg, resume=True)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,9 @@ A split is a plain dict (JSON-serialisable) keyed by (num_labeled, seed, mode):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,10 +102,13 @@ def split_filename(num_labeled: int, seed: int, mode: str) -> str:
 
 
 def save_split(split: dict, path: Path | str) -> Path:
-    """Write a split as JSON (creating the folder); returns the path."""
+    """Write a split as JSON (creating the folder), atomically: under torchrun every rank writes the same
+    file, and a rank must never read another's half-written copy. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(split, indent=1) + "\n", encoding="utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(split, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
@@ -133,3 +138,26 @@ def select_instances(instances: Sequence[PersonInstance], ann_ids: Sequence[int]
     """The instances whose ann id is in ``ann_ids``, in the instances' (file) order."""
     wanted = set(int(ann_id) for ann_id in ann_ids)
     return [instance for instance in instances if instance.ann_id in wanted]
+
+
+def check_unlabeled_pool(instances: Sequence[PersonInstance], path: Path | str) -> None:
+    """Record the unlabelled pool's fingerprint in the run folder, or check that it has not changed.
+
+    The unlabelled stream is a pure function of the pool, so a resumed run is only exact if the pool (e.g. a
+    folder of images with detector boxes) is the one the run started with.
+    """
+    digest = hashlib.sha1()
+    for instance in instances:
+        box = ",".join(f"{v:.2f}" for v in instance.box)
+        digest.update(f"{instance.image_path.name}|{instance.ann_id}|{box}\n".encode())
+    record = {"num_instances": len(instances), "sha1": digest.hexdigest()}
+    path = Path(path)
+    if path.is_file():
+        saved = read_json(path, "unlabelled pool record")
+        if saved != record:
+            raise DataError(
+                f"{path}: the unlabelled pool changed since this run started ({saved.get('num_instances')} -> "
+                f"{record['num_instances']} people); restore the images and boxes, or start a new run"
+            )
+        return
+    save_split(record, path)

@@ -14,6 +14,7 @@ import torch
 
 from trspose.config import ExperimentConfig, config_from_dict
 from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
+from trspose.data.splits import check_unlabeled_pool
 from trspose.engine import build
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.engine.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
@@ -37,11 +38,12 @@ def prepare_training_data(
     if cfg.eval.max_images:
         keep = sorted({inst.image_id for inst in val_instances})[: cfg.eval.max_images]
         val_instances = [inst for inst in val_instances if inst.image_id in set(keep)]
-    unlabeled = (
-        build.build_unlabeled(cfg, build.unlabeled_instances(cfg, files, train_instances))
-        if method.uses_unlabeled
-        else None
-    )
+    unlabeled = None
+    if method.uses_unlabeled:
+        pool = build.unlabeled_instances(cfg, files, train_instances)
+        if run_dir is not None:
+            check_unlabeled_pool(pool, run_dir / "unlabeled_pool.json")  # a resume must see the same pool
+        unlabeled = build.build_unlabeled(cfg, pool)
     return TrainingData(
         labeled=build.build_dataset(cfg, labeled, train=True),
         holdout=build.build_dataset(cfg, holdout, train=False) if holdout else None,
