@@ -98,3 +98,21 @@ def summary_table(records: list[dict], keys: list[str]) -> str:
             f"{statistics.mean(r['wall_s'] for r in group):.0f} |"
         )
     return "\n".join(lines)
+
+
+def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path) -> None:
+    """One subplot per panel title, one line per (label, [[step, AP], ...]); validation AP against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for label, curve in lines:
+            steps, aps = zip(*curve)
+            ax.plot(steps, aps, label=label, linewidth=1, marker=".")
+        ax.set(title=title, xlabel="step", ylabel="val AP")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

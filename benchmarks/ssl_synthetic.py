@@ -12,9 +12,8 @@ against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from runs import REPO, load_records, run_and_record, save_records, summary_table
+from runs import REPO, load_records, plot_curves, run_and_record, save_records, summary_table
 
 CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
 SUPERVISED_CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"  # CONFIG's base
@@ -79,7 +78,7 @@ def main() -> None:
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
     if not args.quick:
         current += gap_table_baselines(fractions)
-    plot_curves(current, out.with_name(f"{name}_curves.png"))
+    plot_curves(curve_panels(current), out.with_name(f"{name}_curves.png"))
 
 
 def gap_table_baselines(fractions: list[float]) -> list[dict]:
@@ -97,30 +96,18 @@ def gap_table_baselines(fractions: list[float]) -> list[dict]:
     ]
 
 
-def plot_curves(records: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def curve_panels(records: list[dict]) -> dict[str, list[tuple[str, list]]]:
+    """One panel per labelled fraction, each with the all-labels runs as the upper bound."""
     fractions = sorted({r["labeled_fraction"] for r in records if r["labeled_fraction"] < 1.0})
-    fig, axes = plt.subplots(
-        1, max(1, len(fractions)), figsize=(6 * max(1, len(fractions)), 4), squeeze=False
-    )
-    for ax, fraction in zip(axes[0], fractions):
-        for r in records:
-            if r["labeled_fraction"] in (fraction, 1.0) and r.get("curve"):
-                steps, aps = zip(*r["curve"])
-                ax.plot(
-                    steps,
-                    aps,
-                    label=f"{r['method']} {r['ablation']}{' ALL labels' if r['labeled_fraction'] == 1.0 else ''} s{r['seed']}",
-                    linewidth=1,
-                )
-        ax.set(title=f"{fraction:.0%} labelled", xlabel="step", ylabel="val AP")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    return {
+        f"{fraction:.0%} labelled": [
+            (f"{r['method']} {r['ablation']}{' ALL labels' if r['labeled_fraction'] == 1.0 else ''} s{r['seed']}",
+             r["curve"])
+            for r in records
+            if r["labeled_fraction"] in (fraction, 1.0) and r.get("curve")
+        ]
+        for fraction in fractions
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

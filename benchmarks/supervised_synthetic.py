@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from runs import REPO, load_records, run_and_record, save_records, summary_table
+from runs import REPO, load_records, plot_curves, run_and_record, save_records, summary_table
 
 CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
 
@@ -62,6 +62,14 @@ def main() -> None:
         r for r in records if r["config"] == CONFIG and r.get("extra", []) == args.extra
     ]
     print(summary_table(current, ["labeled_fraction", "num_labeled"]))
+    drawn = [r for r in records if r["config"] == CONFIG and r.get("curve")]  # every budget, one panel each
+    panels = {
+        f"{n} steps": [
+            (f"{r['labeled_fraction']:.0%} labels s{r['seed']}", r["curve"]) for r in drawn if r["steps"] == n
+        ]
+        for n in sorted({r["steps"] for r in drawn})
+    }
+    plot_curves(panels, out.with_name(out.stem + "_curves.png"))
 
 
 if __name__ == "__main__":
