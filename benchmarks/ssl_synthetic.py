@@ -2,6 +2,7 @@
 
     python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see README)
     python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
+    python benchmarks/ssl_synthetic.py --extra train.steps=4000   # the same table at a longer budget (own rows)
 
 Each row trains configs/trs_resnet10t_fpn_96x64_synthetic.yaml with the overrides below, so all rows share the
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
@@ -44,6 +45,12 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="*", default=[], help="run only rows whose 'method/ablation' contains one of these"
     )
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        default=[],
+        help="more dotted overrides for every run, e.g. train.steps=4000 (own rows)",
+    )
     args = parser.parse_args()
     name = "ssl_synthetic_quick" if args.quick else "ssl_synthetic"
     out = REPO / "benchmarks" / "results" / f"{name}.json"
@@ -60,28 +67,32 @@ def main() -> None:
             continue
         for seed in args.seeds:
             labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
+            labels["extra"] = args.extra  # a longer schedule is a different row
             key = {**labels, "config": CONFIG}
-            if any(all(r.get(k) == v for k, v in key.items()) for r in records):
+            if any(all(r.get(k, [] if k == "extra" else None) == v for k, v in key.items()) for r in records):
                 continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (
-                "_quick" if args.quick else ""
+                "_quick" if args.quick else "".join("_" + e.replace("=", "") for e in args.extra)
             )
             record = run_and_record(
                 config=CONFIG, name=run_name, output_dir="runs/benchmarks",
-                overrides=[*quick, *subset, *overrides, f"train.seed={seed}", f"data.split_seed={seed}"], labels=labels,
+                overrides=[*quick, *subset, *overrides, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra],
+                labels=labels,
             )  # fmt: skip
             records.append(record)
             save_records(records, out)
             print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    current = [r for r in records if r["config"] == CONFIG]  # older configs stay on record, not in the table
+    # older configs and other --extra budgets stay on record, not in this table
+    current = [r for r in records if r["config"] == CONFIG and r.get("extra", []) == args.extra]
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
     if not args.quick:
-        current += gap_table_baselines(fractions)
-    plot_curves(curve_panels(current), out.with_name(f"{name}_curves.png"))
+        current += gap_table_baselines(fractions, args.extra)
+    budget = "".join("_" + e.replace("=", "") for e in args.extra)
+    plot_curves(curve_panels(current), out.with_name(f"{name}{budget}_curves.png"))
 
 
-def gap_table_baselines(fractions: list[float]) -> list[dict]:
+def gap_table_baselines(fractions: list[float], extra: list[str]) -> list[dict]:
     """Supervised runs of benchmarks/supervised_synthetic.py at these budgets and with all labels: the same
     model, data, schedule, seeds and labelled subsets as the rows here (their config is this one's base)."""
     records = load_records(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
@@ -90,7 +101,7 @@ def gap_table_baselines(fractions: list[float]) -> list[dict]:
         {**r, "ablation": "(gap table)"}
         for r in records
         if r["config"] == SUPERVISED_CONFIG
-        and not r.get("extra")
+        and r.get("extra", []) == extra
         and r["labeled_fraction"] in keep
         and r.get("curve")
     ]
