@@ -66,25 +66,29 @@ def keypoint_mix(
     b, _, height, width = images.shape
     s = min(cfg.patch_size, height, width)
     record = PasteRecord([], [])
-    draws = torch.rand(b, generator=generator)
-    for i in range(b):
-        targets = torch.nonzero(valid[i]).flatten()
-        if draws[i] >= cfg.probability or len(targets) == 0:
+    for i, k in _chosen_keypoints(valid, cfg.probability, cfg.count, generator):
+        source = _pick_source(i, k, keypoints, valid, cfg, generator, flip_index)
+        if source is None:
             continue
-        chosen = targets[torch.randperm(len(targets), generator=generator)[: cfg.count]]
-        for k in chosen.tolist():
-            source = _pick_source(i, k, keypoints, valid, cfg, generator, flip_index)
-            if source is None:
-                continue
-            j, m = source
-            dx, dy = _corner(keypoints[i, k], s, height, width)
-            sx, sy = _corner(keypoints[j, m], s, height, width)
-            out[i, :, dy : dy + s, dx : dx + s] = images[
-                j, :, sy : sy + s, sx : sx + s
-            ]  # source from the unmixed batch
-            record.destination.append((i, dx, dy))
-            record.source.append((j, sx, sy))
+        j, m = source
+        dx, dy = _corner(keypoints[i, k], s, height, width)
+        sx, sy = _corner(keypoints[j, m], s, height, width)
+        out[i, :, dy : dy + s, dx : dx + s] = images[j, :, sy : sy + s, sx : sx + s]  # from the unmixed batch
+        record.destination.append((i, dx, dy))
+        record.source.append((j, sx, sy))
     return out, record
+
+
+def _chosen_keypoints(valid: torch.Tensor, probability: float, count: int, generator: torch.Generator):
+    """Yield (image, keypoint): each image is picked with ``probability``, then up to ``count`` of its valid
+    keypoints in random order. Lazy, so callers that draw more numbers per keypoint keep one fixed draw order."""
+    draws = torch.rand(valid.shape[0], generator=generator)
+    for i in range(valid.shape[0]):
+        candidates = torch.nonzero(valid[i]).flatten()
+        if draws[i] >= probability or len(candidates) == 0:
+            continue
+        for k in candidates[torch.randperm(len(candidates), generator=generator)[:count]].tolist():
+            yield i, k
 
 
 def _pick_source(i, k, keypoints, valid, cfg, generator, flip_index) -> tuple[int, int] | None:
@@ -117,14 +121,8 @@ def joint_cutout(
     b, _, height, width = images.shape
     s = min(cfg.patch_size, height, width)
     erased = []
-    draws = torch.rand(b, generator=generator)
-    for i in range(b):
-        candidates = torch.nonzero(valid[i]).flatten()
-        if draws[i] >= cfg.probability or len(candidates) == 0:
-            continue
-        chosen = candidates[torch.randperm(len(candidates), generator=generator)[: cfg.count]]
-        for k in chosen.tolist():
-            x0, y0 = _corner(keypoints[i, k], s, height, width)
-            out[i, :, y0 : y0 + s, x0 : x0 + s] = 0.0
-            erased.append((i, x0, y0))
+    for i, k in _chosen_keypoints(valid, cfg.probability, cfg.count, generator):
+        x0, y0 = _corner(keypoints[i, k], s, height, width)
+        out[i, :, y0 : y0 + s, x0 : x0 + s] = 0.0
+        erased.append((i, x0, y0))
     return out, erased
