@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,17 @@ class PersonInstance:
     keypoints: np.ndarray  # (K, 3) float32 x, y, v (v = 0: not labelled)
     box_score: float = 1.0  # detector confidence; 1 for ground-truth boxes
     area: float = 0.0  # COCO segment area (used by OKS); box area when unknown
+
+
+def write_json(data: Any, path: Path | str) -> Path:
+    """Write JSON atomically (a per-process temporary file, then a rename), creating the folder: a reader, or
+    another torchrun rank writing the same file, never sees half a file. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def read_json(path: Path | str, what: str) -> Any:

@@ -14,14 +14,12 @@ A split is a plain dict (JSON-serialisable) keyed by (num_labeled, seed, mode):
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from trspose.data.coco import PersonInstance, read_json
+from trspose.data.coco import PersonInstance, read_json, write_json
 from trspose.errors import DataError
 
 SPLIT_MODES = ("first", "random")
@@ -102,14 +100,8 @@ def split_filename(num_labeled: int, seed: int, mode: str) -> str:
 
 
 def save_split(split: dict, path: Path | str) -> Path:
-    """Write a split as JSON (creating the folder), atomically: under torchrun every rank writes the same
-    file, and a rank must never read another's half-written copy. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(split, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write a split as JSON (atomically: under torchrun every rank writes the same file); returns the path."""
+    return write_json(split, path)
 
 
 def load_split(path: Path | str, instances: Sequence[PersonInstance]) -> dict:
@@ -160,4 +152,4 @@ def check_unlabeled_pool(instances: Sequence[PersonInstance], path: Path | str) 
                 f"{record['num_instances']} people); restore the images and boxes, or start a new run"
             )
         return
-    save_split(record, path)
+    write_json(record, path)

@@ -175,12 +175,19 @@ def build_method(cfg: ExperimentConfig, model: torch.nn.Module) -> Method:
     if name == "dual":
         torch.manual_seed(cfg.train.seed + 1)  # the partner starts from a different random initialisation
         return DualNetworks(model, build_model(cfg), weights, cfg.method, flip_index)
-    method_cfg = cfg.method
-    if name == "mean_teacher":  # PoseCons family: one network + its EMA, nothing else
-        method_cfg = dataclasses.replace(
-            cfg.method, keypoint_mix=False, reviewer=dataclasses.replace(cfg.method.reviewer, policy="none")
-        )
-    return TeacherReviewerStudent(model, weights, method_cfg, flip_index, seed=cfg.train.seed)
+    return TeacherReviewerStudent(
+        model, weights, teacher_student_config(cfg), flip_index, seed=cfg.train.seed
+    )
+
+
+def teacher_student_config(cfg: ExperimentConfig):
+    """The MethodConfig a TRS-family method runs with: 'mean_teacher' (the PoseCons family, one network + its
+    EMA) is TRS with the reviewer and Keypoint-Mix switched off."""
+    if cfg.method.name != "mean_teacher":
+        return cfg.method
+    return dataclasses.replace(
+        cfg.method, keypoint_mix=False, reviewer=dataclasses.replace(cfg.method.reviewer, policy="none")
+    )
 
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.

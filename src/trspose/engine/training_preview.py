@@ -8,7 +8,7 @@ weak view | strong view with the pseudo-target warped into it | strong view afte
 pasted patches) and joint cutout (yellow squares: erased around joints, when method.joint_cutout is
 on). During training the pseudo-target comes from the teacher; here a stand-in teacher that knows
 the ground truth (where the pool has any) is encoded in the weak view and sent through the same code
-(``make_pseudo_target``, ``keypoint_mix``), so the picture shows whether views, warps and pastes line up.
+(``make_pseudo_target``, ``perturb_strong_view``), so the picture shows whether views, warps and pastes line up.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.loaders import PositionDataset
 from trspose.errors import ConfigError
-from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
 from trspose.methods.pseudo_labels import make_pseudo_target
+from trspose.methods.teacher_student import perturb_strong_view
 from trspose.visualize import draw_pose, save_grid
 
 ZOOM = 3  # crops are small (e.g. 96x64); draw on a 3x enlargement so skeletons stay readable
@@ -76,12 +76,11 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
     stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
     peaks = target.peaks * stride  # (B, K, 2) strong-view input px, as TRS computes them
     mixed, pasted, erased = batch.strong, [], []
-    generator = torch.Generator().manual_seed(0)
-    if cfg.method.name == "trs" and cfg.method.keypoint_mix:
-        mixed, record = keypoint_mix(mixed, peaks, target.weight > 0, cfg.method.mix, generator, flip_index)
-        pasted = record.destination
-    if cfg.method.name in ("trs", "mean_teacher") and cfg.method.joint_cutout.probability > 0:
-        mixed, erased = joint_cutout(mixed, peaks, target.weight > 0, cfg.method.joint_cutout, generator)
+    if cfg.method.name in ("trs", "mean_teacher"):  # dual networks perturb nothing beyond the strong view
+        generator = torch.Generator().manual_seed(cfg.train.seed)
+        mixed, pasted, erased = perturb_strong_view(
+            batch.strong, peaks, target.weight > 0, build.teacher_student_config(cfg), generator, flip_index
+        )
     panels = []
     for i in range(len(samples)):
         weak = draw_pose(_enlarge(denormalize(batch.weak[i])), _zoom_points(weak_keypoints[i]), spec)

@@ -23,6 +23,21 @@ from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseud
 from trspose.methods.reviewer import ReviewerStore
 
 
+def perturb_strong_view(
+    strong: torch.Tensor, peaks: torch.Tensor, valid: torch.Tensor, cfg: MethodConfig, generator, flip_index
+) -> tuple[torch.Tensor, list, list]:
+    """Keypoint-Mix, then joint cutout, on the student's strong views (B, 3, H, W) at the teacher's peaks
+    (B, K, 2, input px) where ``valid`` (B, K). Returns the images and where patches were pasted and erased,
+    as (image, x0, y0), for pictures (``trspose preview-training``)."""
+    pasted, erased = [], []
+    if cfg.keypoint_mix:
+        strong, record = keypoint_mix(strong, peaks, valid, cfg.mix, generator, flip_index)
+        pasted = record.destination
+    if cfg.joint_cutout.probability > 0:
+        strong, erased = joint_cutout(strong, peaks, valid, cfg.joint_cutout, generator)
+    return strong, pasted, erased
+
+
 class TeacherReviewerStudent(Method):
     uses_unlabeled = True
 
@@ -68,12 +83,9 @@ class TeacherReviewerStudent(Method):
         strong = unlabeled.strong
         stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
         peaks = teacher_target.peaks * stride  # (B_u, K, 2) strong-view input px (the codec's x / stride)
-        if self.cfg.keypoint_mix:
-            strong = self._mix(strong, peaks, teacher_target.weight > 0, generator)
-        if self.cfg.joint_cutout.probability > 0:
-            strong, _ = joint_cutout(
-                strong, peaks, teacher_target.weight > 0, self.cfg.joint_cutout, generator
-            )
+        strong, _, _ = perturb_strong_view(
+            strong, peaks, teacher_target.weight > 0, self.cfg, generator, self.flip_index
+        )
         output = self.forward["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
         lab = lambda t: t[:n_labeled]  # noqa: E731
         unl = lambda t: t[n_labeled:]  # noqa: E731
