@@ -24,6 +24,16 @@ def test_int_is_accepted_for_float_but_not_the_reverse():
         load_config(overrides=["train.steps=1.5"])
 
 
+def test_exponent_without_dot_is_a_float(tmp_path):
+    """PyYAML (YAML 1.1) reads 3e-3 as a string; a float key takes it as the number people mean."""
+    assert load_config(overrides=["train.lr=3e-3"]).train.lr == 0.003
+    assert load_config(overrides=["train.lr=-2E+1"]).train.lr == -20.0
+    (tmp_path / "c.yaml").write_text("train:\n  lr: 1e-4\n")
+    assert load_config(tmp_path / "c.yaml").train.lr == 0.0001
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        load_config(overrides=["train.lr=e-3"])
+
+
 @pytest.mark.parametrize(
     "override, key",
     [

@@ -14,6 +14,7 @@ Unknown keys and values of the wrong type are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -258,11 +259,16 @@ def validate(cfg: ExperimentConfig) -> None:
 # Overrides
 
 
+_YAML11_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Check ``value`` against a field annotation, converting only lossless cases (int -> float, list -> tuple)."""
     origin = typing.get_origin(annotation)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str) and _YAML11_EXPONENT.match(value):
+        return float(value)  # PyYAML reads '3e-3' (no dot, YAML 1.1) as a string
     if annotation in (int, float, str, bool):
         if type(value) is not annotation:
             raise ConfigError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")
