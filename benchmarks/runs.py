@@ -29,6 +29,29 @@ def save_records(records: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def planned_steps(config: str, overrides: list[str]) -> int:
+    """The optimiser steps a run of ``config`` with ``overrides`` trains for: part of a row's identity, so a
+    record made with ``--extra train.steps=4000`` and one made after the config's default became 4,000 are
+    the same row, and records made at another budget stay apart."""
+    from trspose.config import load_config
+
+    return load_config(REPO / config, overrides).train.steps
+
+
+def without_steps(extra: list[str]) -> list[str]:
+    """``--extra`` overrides other than the step budget (which is compared through ``steps``)."""
+    return [e for e in extra if not e.replace(" ", "").startswith("train.steps=")]
+
+
+def same_budget(record: dict, config: str, steps: int, extra: list[str]) -> bool:
+    """Whether ``record`` was made with this config, step budget and other extra overrides."""
+    return (
+        record["config"] == config
+        and record["steps"] == steps
+        and without_steps(record.get("extra", [])) == without_steps(extra)
+    )
+
+
 def train_command(config: str, name: str, output_dir: str, overrides: list[str]) -> list[str]:
     trspose = [sys.executable, "-m", "trspose.cli"]
     return [*trspose, "train", config, f"name={name}", f"output_dir={output_dir}", *overrides, "--overwrite"]

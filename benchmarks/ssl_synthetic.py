@@ -2,19 +2,29 @@
 
     python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see README)
     python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
-    python benchmarks/ssl_synthetic.py --extra train.steps=4000   # the same table at a longer budget (own rows)
+    python benchmarks/ssl_synthetic.py --extra train.steps=2000   # the same table at another budget (own rows)
 
 Each row trains configs/trs_resnet10t_fpn_96x64_synthetic.yaml with the overrides below, so all rows share the
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
-against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_curves.png.
+against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_<steps>_steps_curves.png.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from runs import REPO, load_records, plot_curves, run_and_record, save_records, summary_table
+from runs import (
+    REPO,
+    load_records,
+    planned_steps,
+    plot_curves,
+    run_and_record,
+    same_budget,
+    save_records,
+    summary_table,
+    without_steps,
+)
 
 CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
 SUPERVISED_CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"  # CONFIG's base
@@ -49,7 +59,7 @@ def main() -> None:
         "--extra",
         nargs="*",
         default=[],
-        help="more dotted overrides for every run, e.g. train.steps=4000 (own rows)",
+        help="more dotted overrides for every run, e.g. train.steps=2000 (own rows)",
     )
     args = parser.parse_args()
     name = "ssl_synthetic_quick" if args.quick else "ssl_synthetic"
@@ -62,18 +72,24 @@ def main() -> None:
     fractions = [0.3] if args.quick else args.fractions
     records = load_records(out)
     jobs = [(f, *row) for f in fractions for row in ROWS] + [(1.0, *UPPER_BOUND)]
+    steps = planned_steps(CONFIG, [*quick, *args.extra])  # every row at this budget
     for fraction, method, ablation, overrides in jobs:
         if args.only and not any(o in f"{method}/{ablation}" for o in args.only):
             continue
         for seed in args.seeds:
             labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
-            labels["extra"] = args.extra  # a longer schedule is a different row
-            key = {**labels, "config": CONFIG}
-            if any(all(r.get(k, [] if k == "extra" else None) == v for k, v in key.items()) for r in records):
+            labels["extra"] = args.extra
+            key = {k: v for k, v in labels.items() if k != "extra"}
+            if any(
+                same_budget(r, CONFIG, steps, args.extra) and all(r[k] == v for k, v in key.items())
+                for r in records
+            ):
                 continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (
-                "_quick" if args.quick else "".join("_" + e.replace("=", "") for e in args.extra)
+                "_quick"
+                if args.quick
+                else f"_{steps}steps" + "".join("_" + e.replace("=", "") for e in without_steps(args.extra))
             )
             record = run_and_record(
                 config=CONFIG, name=run_name, output_dir="runs/benchmarks",
@@ -83,16 +99,16 @@ def main() -> None:
             records.append(record)
             save_records(records, out)
             print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    # older configs and other --extra budgets stay on record, not in this table
-    current = [r for r in records if r["config"] == CONFIG and r.get("extra", []) == args.extra]
+    # older configs, other budgets and other --extra overrides stay on record, not in this table
+    current = [r for r in records if same_budget(r, CONFIG, steps, args.extra)]
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
     if not args.quick:
-        current += gap_table_baselines(fractions, args.extra)
-    budget = "".join("_" + e.replace("=", "") for e in args.extra)
-    plot_curves(curve_panels(current), out.with_name(f"{name}{budget}_curves.png"))
+        current += gap_table_baselines(fractions, steps, args.extra)
+    budget = "".join("_" + e.replace("=", "") for e in without_steps(args.extra))
+    plot_curves(curve_panels(current), out.with_name(f"{name}_{steps}_steps{budget}_curves.png"))
 
 
-def gap_table_baselines(fractions: list[float], extra: list[str]) -> list[dict]:
+def gap_table_baselines(fractions: list[float], steps: int, extra: list[str]) -> list[dict]:
     """Supervised runs of benchmarks/supervised_synthetic.py at these budgets and with all labels: the same
     model, data, schedule, seeds and labelled subsets as the rows here (their config is this one's base)."""
     records = load_records(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
@@ -100,8 +116,7 @@ def gap_table_baselines(fractions: list[float], extra: list[str]) -> list[dict]:
     return [
         {**r, "ablation": "(gap table)"}
         for r in records
-        if r["config"] == SUPERVISED_CONFIG
-        and r.get("extra", []) == extra
+        if same_budget(r, SUPERVISED_CONFIG, steps, extra)
         and r["labeled_fraction"] in keep
         and r.get("curve")
     ]

@@ -3,6 +3,10 @@ about 5% and 1% of the labelled person instances, several seeds each.
 
     python benchmarks/supervised_synthetic.py                # the full table (see README for the time)
     python benchmarks/supervised_synthetic.py --quick        # minutes: tiny dataset, few steps
+    python benchmarks/supervised_synthetic.py --extra train.steps=2000   # another budget: its own rows
+
+A row is (labelled fraction, seed) at the config's step budget (after --extra); records at other budgets stay
+in the file, apart.
 
 Writes benchmarks/results/supervised_synthetic.json (one record per run) and prints a markdown table.
 A seed sets the initialisation, the augmentation stream and the random labelled subset.
@@ -12,7 +16,17 @@ from __future__ import annotations
 
 import argparse
 
-from runs import REPO, load_records, plot_curves, run_and_record, save_records, summary_table
+from runs import (
+    REPO,
+    load_records,
+    planned_steps,
+    plot_curves,
+    run_and_record,
+    same_budget,
+    save_records,
+    summary_table,
+    without_steps,
+)
 
 CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
 
@@ -34,12 +48,16 @@ def main() -> None:
         if args.quick
         else []
     )
+    steps = planned_steps(CONFIG, [*quick, *args.extra])  # a row is (budget, labels, seed) at this many steps
     for fraction in args.fractions:
         for seed in args.seeds:
             labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed, "config": CONFIG}
-            labels["extra"] = args.extra  # e.g. a longer schedule is a different row
+            labels["extra"] = args.extra
             if any(
-                all(r.get(k, [] if k == "extra" else None) == v for k, v in labels.items()) for r in records
+                same_budget(r, CONFIG, steps, args.extra)
+                and r["labeled_fraction"] == fraction
+                and r["seed"] == seed
+                for r in records
             ):
                 continue  # already in the table
             subset = (
@@ -49,18 +67,17 @@ def main() -> None:
             suffix = (
                 "_quick"
                 if args.quick
-                else ("_" + "_".join(args.extra).replace("=", "") if args.extra else "")
+                else "".join("_" + e.replace("=", "") for e in without_steps(args.extra))
             )
-            name = f"gap_f{fraction:g}_s{seed}{suffix}"
+            name = f"gap_f{fraction:g}_s{seed}_{steps}steps{suffix}"
             record = run_and_record(
                 config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
             )
             records.append(record)
             save_records(records, out)
             print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    current = [  # older configs and other --extra overrides stay on record, not in this table
-        r for r in records if r["config"] == CONFIG and r.get("extra", []) == args.extra
-    ]
+    # older configs, other budgets and other --extra overrides stay on record, not in this table
+    current = [r for r in records if same_budget(r, CONFIG, steps, args.extra)]
     print(summary_table(current, ["labeled_fraction", "num_labeled"]))
     drawn = [r for r in records if r["config"] == CONFIG and r.get("curve")]  # every budget, one panel each
     panels = {
