@@ -84,3 +84,26 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
     with torch.no_grad():
         out = model(torch.zeros(1, 3, h, w))
     assert out.heatmaps.shape == (1, 17, h // 4, w // 4)
+
+
+def test_unlabelled_views_are_configurable_and_checked():
+    from trspose.engine import build
+
+    cfg = load_config(
+        overrides=[
+            "method.name=trs",
+            "method.strong_view.blur_sigma=[0.1,0.7]",
+            "method.weak_view.flip_prob=0.0",
+        ]
+    )
+    views = build.build_unlabeled(cfg, [])
+    assert views.strong_transform.augment.blur_sigma == (0.1, 0.7)
+    assert views.strong_transform.augment.noise_std == 10.0  # the rest keep their defaults
+    assert views.weak_transform.augment.flip_prob == 0.0
+    assert views.weak_transform.augment.rotation_deg == 10.0
+    with pytest.raises(ConfigError, match=r"method\.strong_view.*blur_prob"):
+        load_config(overrides=["method.strong_view.blur_prob=2"])
+    with pytest.raises(ConfigError, match=r"method\.strong_view.*blur_sigma"):
+        load_config(overrides=["method.strong_view.blur_sigma=[2,1]"])
+    with pytest.raises(ConfigError, match=r"method\.weak_view\.cutout_prob"):
+        load_config(overrides=["method.weak_view.cutout_prob=0.5"])  # the weak view has no cutout

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig
 from trspose.methods.reviewer import ReviewerConfig
@@ -163,6 +164,12 @@ class EvalConfig:
     """Evaluate on at most this many validation images (0: all)."""
 
 
+# Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
+WEAK_VIEW = AugmentConfig(
+    scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0
+)
+
+
 @dataclass
 class MethodConfig:
     """The training method and its semi-supervised knobs (ignored by 'supervised')."""
@@ -191,6 +198,11 @@ class MethodConfig:
     """Keypoint-Mix probability, count, patch size and source."""
     joint_cutout: JointCutoutConfig = field(default_factory=JointCutoutConfig)
     """Cutout around the teacher's predicted joints on the strong view (TRS and mean teacher; off by default)."""
+    weak_view: AugmentConfig = field(default_factory=lambda: dataclasses.replace(WEAK_VIEW))
+    """The teacher's (and reviewer's) view of an unlabelled person: mild affine and flip, no half-body."""
+    strong_view: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
+    """The student's view of an unlabelled person: larger affine, colour jitter, blur (sigma in crop px),
+    noise (0-255 units) and cutout (a fraction of the crop's shorter side)."""
     reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
     """The reviewer store (TRS only)."""
 
@@ -312,7 +324,12 @@ def _merge(obj: Any, overrides: dict, prefix: str = "") -> Any:
             changes[key] = _merge(current, value, dotted + ".")
         else:
             changes[key] = _coerce(value, hints[key], dotted)
-    return dataclasses.replace(obj, **changes) if changes else obj
+    if not changes:
+        return obj
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValueError as error:  # a section's own range checks (e.g. method.strong_view.blur_prob)
+        raise ConfigError(f"config section '{prefix.rstrip('.')}': {error}") from None
 
 
 def parse_dotted(items: list[str]) -> dict:

@@ -15,7 +15,7 @@ from trspose.data.codec import HeatmapCodec
 from trspose.data.datasets import TopDownDataset
 from trspose.data.keypoints import SPECS, KeypointSpec
 from trspose.data.splits import load_split, make_labeled_split, save_split, select_instances
-from trspose.data.transforms import AugmentConfig, StrongAugmentConfig, TopDownTransform
+from trspose.data.transforms import AugmentConfig, TopDownTransform
 from trspose.data.unlabeled import UnlabeledViewsDataset
 from trspose.engine.distributed import DistributedContext, barrier
 from trspose.errors import ConfigError
@@ -190,12 +190,6 @@ def teacher_student_config(cfg: ExperimentConfig):
     )
 
 
-# Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
-WEAK_AUGMENT = AugmentConfig(
-    scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0
-)
-
-
 def unlabeled_instances(
     cfg: ExperimentConfig, files: DataFiles, train: list[PersonInstance]
 ) -> list[PersonInstance]:
@@ -231,8 +225,8 @@ def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> U
         instances,
         keypoint_spec(cfg),
         cfg.data.input_size,
-        WEAK_AUGMENT,
-        StrongAugmentConfig(),
+        cfg.method.weak_view,
+        cfg.method.strong_view,
         seed=cfg.train.seed + 1,
     )
 
