@@ -44,6 +44,7 @@ def test_exponent_without_dot_is_a_float(tmp_path):
         ("train=5", "train"),
         ("train.optimizer=sgd", "train.optimizer"),
         ("data.input_size=[30,20]", "data.input_size"),
+        ("method.confidence_keep_fraction=0", "method.confidence_keep_fraction"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):

@@ -190,6 +190,9 @@ class MethodConfig:
     """Sigmoid ramp-up of the consistency weight after burn-in."""
     confidence_threshold: float = 0.2
     """Pseudo-keypoints whose teacher peak is below this are ignored."""
+    confidence_keep_fraction: float = 1.0
+    """Of the pseudo-keypoints that pass the threshold, keep only this fraction of each batch's most confident
+    (per rank; 1: no such cut). Unlike a fixed threshold, it follows the teacher's calibration."""
     keypoint_mix: bool = True
     """Keypoint-Mix on the student's strong view (TRS only)."""
     keypoint_mix_labeled: bool = False
@@ -252,6 +255,7 @@ def validate(cfg: ExperimentConfig) -> None:
         (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
         (cfg.method.mix.source in ("batch", "swap"), "method.mix.source must be 'batch' or 'swap'"),
         (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
+        (0.0 < cfg.method.confidence_keep_fraction <= 1.0, "method.confidence_keep_fraction must be in (0, 1]"),
         (cfg.method.joint_cutout.probability == 0 or cfg.method.name in ("trs", "mean_teacher"),
          "method.joint_cutout needs method.name trs or mean_teacher (it cuts around the teacher's joints)"),
         (cfg.data.unlabeled_include_train or cfg.data.unlabeled_images,

@@ -322,6 +322,21 @@ def test_teacher_peaks_map_back_to_the_joint_in_input_pixels():
     torch.testing.assert_close(target.peaks[0] * 4.0, torch.from_numpy(keypoints[:, :2]))
 
 
+def test_keep_fraction_keeps_the_most_confident_pseudo_keypoints():
+    heatmaps = torch.zeros(2, 4, 8, 8)
+    peaks = torch.tensor([[0.9, 0.05, 0.5, 0.3], [0.8, 0.6, 0.2, 0.7]])
+    heatmaps[:, :, 4, 4] = peaks
+    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    no_flip = torch.tensor([False, False])
+    everything = make_pseudo_target(heatmaps, identity, no_flip, None, threshold=0.1)
+    assert everything.weight.tolist() == [[1, 0, 1, 1], [1, 1, 1, 1]]  # the threshold alone drops 0.05
+    half = make_pseudo_target(heatmaps, identity, no_flip, None, threshold=0.1, keep_fraction=0.5)
+    # of the 7 above the threshold, the upper half by confidence (the median, 0.6, included)
+    assert half.weight.tolist() == [[1, 0, 0, 0], [1, 1, 0, 1]]
+    nothing_above = make_pseudo_target(heatmaps, identity, no_flip, None, threshold=0.95, keep_fraction=0.5)
+    assert nothing_above.weight.sum() == 0
+
+
 def test_joint_cutout_erases_around_the_given_joints_only():
     from trspose.methods.keypoint_mix import JointCutoutConfig, joint_cutout
 

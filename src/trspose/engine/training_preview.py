@@ -71,7 +71,12 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
     )
     weak_heatmaps = torch.from_numpy(np.stack([codec.encode(k)[0] for k in weak_keypoints]))  # (B, K, h, w)
     target = make_pseudo_target(
-        weak_heatmaps, batch.weak_to_strong, batch.flipped, flip_index, cfg.method.confidence_threshold
+        weak_heatmaps,
+        batch.weak_to_strong,
+        batch.flipped,
+        flip_index,
+        cfg.method.confidence_threshold,
+        cfg.method.confidence_keep_fraction,
     )
     stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
     peaks = target.peaks * stride  # (B, K, 2) strong-view input px, as TRS computes them

@@ -43,7 +43,12 @@ class DualNetworks(Method):
         network.train(was_training)
         flip_index = self.flip_index.to(heatmaps.device)
         return make_pseudo_target(
-            heatmaps, unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
+            heatmaps,
+            unlabeled.weak_to_strong,
+            unlabeled.flipped,
+            flip_index,
+            self.cfg.confidence_threshold,
+            self.cfg.confidence_keep_fraction,
         )
 
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:

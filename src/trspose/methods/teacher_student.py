@@ -124,18 +124,16 @@ class TeacherReviewerStudent(Method):
     def _pseudo_targets(self, unlabeled) -> tuple[PseudoTarget, PseudoTarget | None, dict]:
         """Teacher (and reviewer) targets in the strong view, fused or separate, with statistics."""
         flip_index = self.flip_index.to(unlabeled.weak.device)
-        teacher = make_pseudo_target(
-            self.teacher(unlabeled.weak).heatmaps.float(), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
-        )  # fmt: skip
+        views = (unlabeled.weak_to_strong, unlabeled.flipped, flip_index)
+        masks = (self.cfg.confidence_threshold, self.cfg.confidence_keep_fraction)
+        teacher = make_pseudo_target(self.teacher(unlabeled.weak).heatmaps.float(), *views, *masks)
         metrics = {
             "pseudo/kept_fraction": teacher.weight.mean(),
             "pseudo/mean_confidence": teacher.confidence.mean(),
         }
         if self.cfg.reviewer.policy == "none" or not self.reviewer.active:
             return teacher, None, metrics
-        reviewer = make_pseudo_target(
-            self.reviewer.predict(unlabeled.weak), unlabeled.weak_to_strong, unlabeled.flipped, flip_index, self.cfg.confidence_threshold
-        )  # fmt: skip
+        reviewer = make_pseudo_target(self.reviewer.predict(unlabeled.weak), *views, *masks)
         fused, agree = fuse_targets(
             teacher, reviewer, self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
         )
