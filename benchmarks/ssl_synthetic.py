@@ -2,6 +2,7 @@
 
     python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see README)
     python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
+    python benchmarks/ssl_synthetic.py --table-only    # no training: the table and curves from the records
     python benchmarks/ssl_synthetic.py --extra train.steps=2000   # the same table at another budget (own rows)
 
 Each row trains configs/trs_resnet10t_fpn_96x64_synthetic.yaml with the overrides below, so all rows share the
@@ -56,6 +57,11 @@ def main() -> None:
         "--only", nargs="*", default=[], help="run only rows whose 'method/ablation' contains one of these"
     )
     parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train nothing: print the table and redraw the curves from the records",
+    )
+    parser.add_argument(
         "--extra",
         nargs="*",
         default=[],
@@ -84,6 +90,9 @@ def main() -> None:
                 same_budget(r, CONFIG, steps, args.extra) and all(r[k] == v for k, v in key.items())
                 for r in records
             ):
+                continue
+            if args.table_only:
+                print(f"not recorded yet: {method}/{ablation}, {fraction:g} labels, seed {seed}")
                 continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (

@@ -3,6 +3,7 @@ about 5% and 1% of the labelled person instances, several seeds each.
 
     python benchmarks/supervised_synthetic.py                # the full table (see README for the time)
     python benchmarks/supervised_synthetic.py --quick        # minutes: tiny dataset, few steps
+    python benchmarks/supervised_synthetic.py --table-only   # no training: the table and curves from the records
     python benchmarks/supervised_synthetic.py --extra train.steps=2000   # another budget: its own rows
 
 A row is (labelled fraction, seed) at the config's step budget (after --extra); records at other budgets stay
@@ -39,6 +40,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--quick", action="store_true", help="tiny dataset and 60 steps: a smoke version")
     parser.add_argument("--out", default="benchmarks/results/supervised_synthetic.json")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="train nothing: print the table and redraw the curves from the records",
+    )
     parser.add_argument("--extra", nargs="*", default=[], help="more dotted overrides for every run")
     args = parser.parse_args()
     out = REPO / args.out if not args.quick else REPO / "benchmarks/results/supervised_synthetic_quick.json"
@@ -60,6 +66,9 @@ def main() -> None:
                 for r in records
             ):
                 continue  # already in the table
+            if args.table_only:
+                print(f"not recorded yet: {fraction:g} labels, seed {seed}")
+                continue
             subset = (
                 [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
             )
