@@ -29,27 +29,44 @@ def save_records(records: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def planned_steps(config: str, overrides: list[str]) -> int:
-    """The optimiser steps a run of ``config`` with ``overrides`` trains for: part of a row's identity, so a
-    record made with ``--extra train.steps=4000`` and one made after the config's default became 4,000 are
-    the same row, and records made at another budget stay apart."""
-    from trspose.config import load_config
+def resolved_config(config: str, overrides: list[str]) -> dict:
+    """What a run of ``config`` with ``overrides`` computes: its full config as a dict, without the run's name and
+    folder. This is a row's identity: a record counts for a row only if its run trained with exactly this."""
+    from trspose.config import config_to_dict, load_config
 
-    return load_config(REPO / config, overrides).train.steps
-
-
-def without_steps(extra: list[str]) -> list[str]:
-    """``--extra`` overrides other than the step budget (which is compared through ``steps``)."""
-    return [e for e in extra if not e.replace(" ", "").startswith("train.steps=")]
+    return _comparable(config_to_dict(load_config(REPO / config, overrides)))
 
 
-def same_budget(record: dict, config: str, steps: int, extra: list[str]) -> bool:
-    """Whether ``record`` was made with this config, step budget and other extra overrides."""
-    return (
-        record["config"] == config
-        and record["steps"] == steps
-        and without_steps(record.get("extra", [])) == without_steps(extra)
-    )
+def recorded_config(record: dict) -> dict | None:
+    """The config a record's run trained with (its resolved YAML), keys added since filled with their defaults
+    (which reproduce the old behaviour); None when this version cannot read it (a key that no longer exists)."""
+    import yaml
+
+    from trspose.config import config_from_dict, config_to_dict
+    from trspose.errors import TrsposeError
+
+    text = record.get("resolved_config_yaml")
+    if not text:
+        return None
+    try:
+        return _comparable(config_to_dict(config_from_dict(yaml.safe_load(text))))
+    except TrsposeError:
+        return None
+
+
+def _comparable(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("name", "output_dir")}
+
+
+def find_record(records: list[tuple[dict, dict | None]], wanted: dict) -> dict | None:
+    """The latest record (of (record, recorded_config) pairs) whose run trained with the ``wanted`` config."""
+    matches = [record for record, config in records if config == wanted]
+    return matches[-1] if matches else None
+
+
+def name_part(overrides: list[str]) -> str:
+    """``["train.steps=2000", "data.root=/x"]`` -> ``"_train.steps2000_data.root-x"``, safe in a folder name."""
+    return "".join("_" + o.replace("=", "").replace("/", "-").replace(" ", "") for o in overrides)
 
 
 def train_command(config: str, name: str, output_dir: str, overrides: list[str]) -> list[str]:

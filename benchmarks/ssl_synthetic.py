@@ -17,14 +17,15 @@ import argparse
 
 from runs import (
     REPO,
+    find_record,
     load_records,
-    planned_steps,
+    name_part,
     plot_curves,
+    recorded_config,
+    resolved_config,
     run_and_record,
-    same_budget,
     save_records,
     summary_table,
-    without_steps,
 )
 
 CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
@@ -78,57 +79,62 @@ def main() -> None:
     fractions = [0.3] if args.quick else args.fractions
     records = load_records(out)
     jobs = [(f, *row) for f in fractions for row in ROWS] + [(1.0, *UPPER_BOUND)]
-    steps = planned_steps(CONFIG, [*quick, *args.extra])  # every row at this budget
-    for fraction, method, ablation, overrides in jobs:
+    known = [(r, recorded_config(r)) for r in records]
+    current = []  # this invocation's rows: records whose run trained with exactly the row's config
+    for fraction, method, ablation, row_overrides in jobs:
         if args.only and not any(o in f"{method}/{ablation}" for o in args.only):
             continue
         for seed in args.seeds:
-            labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
-            labels["extra"] = args.extra
-            key = {k: v for k, v in labels.items() if k != "extra"}
-            if any(
-                same_budget(r, CONFIG, steps, args.extra) and all(r[k] == v for k, v in key.items())
-                for r in records
-            ):
+            subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
+            seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+            overrides = [*quick, *subset, *row_overrides, *seeds, *args.extra]
+            wanted = resolved_config(CONFIG, overrides)
+            if (record := find_record(known, wanted)) is not None:
+                current.append(record)
                 continue
             if args.table_only:
                 print(f"not recorded yet: {method}/{ablation}, {fraction:g} labels, seed {seed}")
                 continue
-            subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
+            steps = wanted["train"]["steps"]
             run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (
-                "_quick"
-                if args.quick
-                else f"_{steps}steps" + "".join("_" + e.replace("=", "") for e in without_steps(args.extra))
+                "_quick" if args.quick else f"_{steps}steps" + name_part(args.extra)
             )
+            labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
+            labels["extra"] = args.extra
             record = run_and_record(
-                config=CONFIG, name=run_name, output_dir="runs/benchmarks",
-                overrides=[*quick, *subset, *overrides, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra],
-                labels=labels,
-            )  # fmt: skip
+                config=CONFIG, name=run_name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
+            )
             records.append(record)
+            known.append((record, wanted))
+            current.append(record)
             save_records(records, out)
             print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    # older configs, other budgets and other --extra overrides stay on record, not in this table
-    current = [r for r in records if same_budget(r, CONFIG, steps, args.extra)]
+    # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
+    if not current:
+        return  # nothing recorded with this config: leave any older picture alone
     if not args.quick:
-        current += gap_table_baselines(fractions, steps, args.extra)
-    budget = "".join("_" + e.replace("=", "") for e in without_steps(args.extra))
-    plot_curves(curve_panels(current), out.with_name(f"{name}_{steps}_steps{budget}_curves.png"))
+        current += gap_table_baselines(fractions, args.seeds, args.extra)
+    steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
+    plot_curves(
+        curve_panels(current), out.with_name(f"{name}_{steps}_steps{name_part(args.extra)}_curves.png")
+    )
 
 
-def gap_table_baselines(fractions: list[float], steps: int, extra: list[str]) -> list[dict]:
-    """Supervised runs of benchmarks/supervised_synthetic.py at these budgets and with all labels: the same
-    model, data, schedule, seeds and labelled subsets as the rows here (their config is this one's base)."""
+def gap_table_baselines(fractions: list[float], seeds: list[int], extra: list[str]) -> list[dict]:
+    """Supervised runs of benchmarks/supervised_synthetic.py at these budgets and with all labels, trained with
+    this table's base config, budget, seeds and labelled subsets (the runs that script makes with --extra)."""
     records = load_records(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
-    keep = [*fractions, 1.0]
-    return [
-        {**r, "ablation": "(gap table)"}
-        for r in records
-        if same_budget(r, SUPERVISED_CONFIG, steps, extra)
-        and r["labeled_fraction"] in keep
-        and r.get("curve")
-    ]
+    known = [(r, recorded_config(r)) for r in records]
+    found = []
+    for fraction in {*fractions, 1.0}:
+        subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
+        for seed in seeds:
+            overrides = [*subset, f"train.seed={seed}", f"data.split_seed={seed}", *extra]
+            record = find_record(known, resolved_config(SUPERVISED_CONFIG, overrides))
+            if record is not None and record.get("curve"):
+                found.append({**record, "ablation": "(gap table)"})
+    return found
 
 
 def curve_panels(records: list[dict]) -> dict[str, list[tuple[str, list]]]:

@@ -6,8 +6,8 @@ about 5% and 1% of the labelled person instances, several seeds each.
     python benchmarks/supervised_synthetic.py --table-only   # no training: the table and curves from the records
     python benchmarks/supervised_synthetic.py --extra train.steps=2000   # another budget: its own rows
 
-A row is (labelled fraction, seed) at the config's step budget (after --extra); records at other budgets stay
-in the file, apart.
+A row is (labelled fraction, seed); a record counts for it only if its run trained with exactly the row's resolved
+config (so records from other budgets, other --extra overrides or an older config stay in the file, apart).
 
 Writes benchmarks/results/supervised_synthetic.json (one record per run) and prints a markdown table.
 A seed sets the initialisation, the augmentation stream and the random labelled subset.
@@ -19,14 +19,15 @@ import argparse
 
 from runs import (
     REPO,
+    find_record,
     load_records,
-    planned_steps,
+    name_part,
     plot_curves,
+    recorded_config,
+    resolved_config,
     run_and_record,
-    same_budget,
     save_records,
     summary_table,
-    without_steps,
 )
 
 CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
@@ -54,40 +55,35 @@ def main() -> None:
         if args.quick
         else []
     )
-    steps = planned_steps(CONFIG, [*quick, *args.extra])  # a row is (budget, labels, seed) at this many steps
+    known = [(r, recorded_config(r)) for r in records]
+    current = []  # this invocation's rows: records whose run trained with exactly the row's config
     for fraction in args.fractions:
         for seed in args.seeds:
-            labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed, "config": CONFIG}
-            labels["extra"] = args.extra
-            if any(
-                same_budget(r, CONFIG, steps, args.extra)
-                and r["labeled_fraction"] == fraction
-                and r["seed"] == seed
-                for r in records
-            ):
-                continue  # already in the table
-            if args.table_only:
-                print(f"not recorded yet: {fraction:g} labels, seed {seed}")
-                continue
             subset = (
                 [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
             )
             overrides = [*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra]
-            suffix = (
-                "_quick"
-                if args.quick
-                else "".join("_" + e.replace("=", "") for e in without_steps(args.extra))
-            )
+            wanted = resolved_config(CONFIG, overrides)
+            if (record := find_record(known, wanted)) is not None:
+                current.append(record)  # already recorded
+                continue
+            if args.table_only:
+                print(f"not recorded yet: {fraction:g} labels, seed {seed}")
+                continue
+            steps = wanted["train"]["steps"]
+            suffix = "_quick" if args.quick else name_part(args.extra)
             name = f"gap_f{fraction:g}_s{seed}_{steps}steps{suffix}"
+            labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed, "extra": args.extra}
             record = run_and_record(
                 config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
             )
             records.append(record)
+            known.append((record, wanted))
+            current.append(record)
             save_records(records, out)
             print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
-    # older configs, other budgets and other --extra overrides stay on record, not in this table
-    current = [r for r in records if same_budget(r, CONFIG, steps, args.extra)]
-    print(summary_table(current, ["labeled_fraction", "num_labeled"]))
+    # records of other configs, budgets and --extra overrides stay in the file, not in this table
+    print(summary_table(current, ["labeled_fraction", "num_labeled", "steps"]))
     drawn = [r for r in records if r["config"] == CONFIG and r.get("curve")]  # every budget, one panel each
     panels = {
         f"{n} steps": [

@@ -32,6 +32,41 @@ def test_exponent_without_dot_is_a_float(tmp_path):
     assert load_config(tmp_path / "c.yaml").train.lr == 0.0001
     with pytest.raises(ConfigError, match=r"train\.lr"):
         load_config(overrides=["train.lr=e-3"])
+    for bad in ("1e400", ".nan", ".inf"):
+        with pytest.raises(ConfigError, match=r"train\.lr.*finite"):
+            load_config(overrides=[f"train.lr={bad}"])
+
+
+def test_config_round_trips_and_old_dicts_load():
+    import yaml
+
+    from trspose.config import config_from_dict
+
+    cfg = load_config(
+        overrides=["method.strong_view.blur_sigma=[0.2,0.9]", "method.confidence_keep_fraction=0.7"]
+    )
+    assert load_config_text(dump_yaml(cfg)) == cfg  # tuples survive YAML as lists and come back as tuples
+    old = config_to_dict(cfg)
+    for key in (
+        "strong_view",
+        "weak_view",
+        "confidence_keep_fraction",
+    ):  # a checkpoint from before these keys
+        del old["method"][key]
+    restored = config_from_dict(yaml.safe_load(yaml.safe_dump(old)))
+    assert (
+        restored.method.strong_view.blur_sigma == (0.1, 2.0)
+        and restored.method.confidence_keep_fraction == 1.0
+    )
+    assert restored.method.weak_view.rotation_deg == 10.0
+
+
+def load_config_text(text: str) -> ExperimentConfig:
+    import yaml
+
+    from trspose.config import config_from_dict
+
+    return config_from_dict(yaml.safe_load(text))
 
 
 @pytest.mark.parametrize(
@@ -106,5 +141,9 @@ def test_unlabelled_views_are_configurable_and_checked():
         load_config(overrides=["method.strong_view.blur_prob=2"])
     with pytest.raises(ConfigError, match=r"method\.strong_view.*blur_sigma"):
         load_config(overrides=["method.strong_view.blur_sigma=[2,1]"])
+    with pytest.raises(ConfigError, match=r"method\.strong_view.*noise_std"):
+        load_config(overrides=["method.strong_view.noise_std=-1"])
+    with pytest.raises(ConfigError, match=r"method\.weak_view\.half_body_prob"):
+        load_config(overrides=["method.weak_view.half_body_prob=0.3"])
     with pytest.raises(ConfigError, match=r"method\.weak_view\.cutout_prob"):
         load_config(overrides=["method.weak_view.cutout_prob=0.5"])  # the weak view has no cutout

@@ -14,6 +14,7 @@ Unknown keys and values of the wrong type are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -256,6 +257,9 @@ def validate(cfg: ExperimentConfig) -> None:
         (cfg.method.mix.source in ("batch", "swap"), "method.mix.source must be 'batch' or 'swap'"),
         (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
         (0.0 < cfg.method.confidence_keep_fraction <= 1.0, "method.confidence_keep_fraction must be in (0, 1]"),
+        (cfg.method.weak_view.half_body_prob == 0 and cfg.method.strong_view.half_body_prob == 0,
+         "method.weak_view.half_body_prob and method.strong_view.half_body_prob must be 0: half-body crops need "
+         "keypoints, and unlabelled people have none"),
         (cfg.method.joint_cutout.probability == 0 or cfg.method.name in ("trs", "mean_teacher"),
          "method.joint_cutout needs method.name trs or mean_teacher (it cuts around the teacher's joints)"),
         (cfg.data.unlabeled_include_train or cfg.data.unlabeled_images,
@@ -284,7 +288,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is float and isinstance(value, str) and _YAML11_EXPONENT.match(value):
-        return float(value)  # PyYAML reads '3e-3' (no dot, YAML 1.1) as a string
+        value = float(value)  # PyYAML reads '3e-3' (no dot, YAML 1.1) as a string
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
     if annotation in (int, float, str, bool):
         if type(value) is not annotation:
             raise ConfigError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")

@@ -86,6 +86,30 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
     assert steps == list(range(1, 7))  # no duplicated records after the resume
 
 
+def test_resume_refuses_a_changed_config_but_not_a_changed_worker_count(tmp_path):
+    import yaml
+
+    from trspose.config import config_to_dict
+    from trspose.engine.run_folder import prepare_run_folder
+
+    cfg = load_config(TINY, [f"output_dir={tmp_path}", "name=run"])
+    run = prepare_run_folder(cfg, resume=False, overwrite=False)
+    saved = config_to_dict(cfg)
+    del saved["method"]["strong_view"]  # a run from a version without this section: defaults fill it in
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    faster = load_config(TINY, [f"output_dir={tmp_path}", "name=run", "data.workers=0", "eval.batch_size=7"])
+    assert prepare_run_folder(faster, resume=True, overwrite=False) == run
+    longer = load_config(TINY, [f"output_dir={tmp_path}", "name=run", "train.steps=99", "train.lr=0.5"])
+    with pytest.raises(TrainingError) as error:
+        prepare_run_folder(longer, resume=True, overwrite=False)
+    message = str(error.value)
+    assert (
+        f"train.lr: {cfg.train.lr!r} -> 0.5" in message and f"train.steps: {cfg.train.steps} -> 99" in message
+    )
+    assert f"trspose train {run / 'config.yaml'} --resume" in message and "\n" not in message
+
+
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
     stick_root, tmp_path, monkeypatch
 ):

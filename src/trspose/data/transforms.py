@@ -82,9 +82,12 @@ class StrongAugmentConfig(AugmentConfig):
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.cutout_count < 0 or not 0.0 <= self.cutout_size <= 1.0:
             raise ValueError("cutout_count must be >= 0 and cutout_size in [0, 1]")
-        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1] or self.noise_std < 0:
-            raise ValueError(f"blur_sigma must be [low, high] with 0 < low <= high, got {list(self.blur_sigma)}, "
-                             f"and noise_std >= 0, got {self.noise_std}")  # fmt: skip
+        if not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+            raise ValueError(
+                f"blur_sigma must be [low, high] with 0 < low <= high, got {list(self.blur_sigma)}"
+            )
+        if self.noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
 
 
 class CropResult(NamedTuple):

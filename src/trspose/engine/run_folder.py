@@ -21,9 +21,10 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+import yaml
 
-from trspose.config import ExperimentConfig, dump_yaml
-from trspose.errors import TrainingError
+from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, dump_yaml
+from trspose.errors import TrainingError, TrsposeError
 
 
 def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) -> Path:
@@ -33,6 +34,7 @@ def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) 
     if resume:
         if not last.is_file():
             raise TrainingError(f"cannot resume: '{last}' does not exist; start the run without --resume")
+        check_resumed_config(cfg, run_dir / "config.yaml")
         return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
@@ -43,6 +45,46 @@ def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) 
         shutil.rmtree(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+# Keys a resumed run may change: where the run lives and how fast, not what it computes.
+RESUME_MAY_CHANGE = ("name", "output_dir", "data.workers", "eval.batch_size")
+
+
+def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
+    """A resumed run must compute what the interrupted one did: refuse a config that differs from the run's
+    ``config.yaml`` (a changed budget would move the LR milestones mid-run), naming the keys that differ."""
+    if not saved.is_file():
+        return  # a run folder from before config.yaml was written; nothing to compare
+    try:
+        before = _flatten(config_to_dict(config_from_dict(yaml.safe_load(saved.read_text()) or {})))
+    except (TrsposeError, yaml.YAMLError) as error:
+        raise TrainingError(
+            f"cannot resume: '{saved}' is not a config this version reads ({error})"
+        ) from None
+    now = _flatten(config_to_dict(cfg))
+    changed = [
+        k
+        for k in sorted(set(before) | set(now))
+        if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)
+    ]
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise TrainingError(
+            f"cannot resume '{saved.parent}' with a different config ({shown}{more}); resume with the run's own "
+            f"config: trspose train {saved} --resume"
+        )
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def git_revision() -> str:

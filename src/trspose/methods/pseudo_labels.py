@@ -35,8 +35,9 @@ def make_pseudo_target(
     """Warp weak-view heatmaps into the strong view; keep keypoints whose weak peak >= threshold and whose
     warped peak is still inside the strong view (a keypoint moved out of the crop is not a target).
 
-    ``keep_fraction`` < 1 also drops all but that fraction of the batch's kept keypoints, the most confident
-    ones: a cut that follows the teacher's calibration (a fixed threshold can keep everything or nothing)."""
+    ``keep_fraction`` < 1 also drops all but the most confident ``keep_fraction`` of the batch's kept keypoints
+    (ties at the cut are kept, so slightly more can stay): a cut that follows the teacher's calibration, where a
+    fixed threshold can keep everything or nothing."""
     _, weak_confidence = heatmap_peaks(weak_heatmaps)
     confidence = _permute(weak_confidence, flipped, flip_index)  # (B, K) in the strong view's keypoint order
     strong = warp_heatmaps(weak_heatmaps.float(), weak_to_strong, flip_index, flipped)  # (B, K, h, w)
@@ -45,7 +46,7 @@ def make_pseudo_target(
     inside = warped_peak >= 0.5 * confidence
     weight = (confidence >= threshold) & inside
     if keep_fraction < 1.0 and weight.any():
-        cutoff = torch.quantile(confidence[weight], 1.0 - keep_fraction)
+        cutoff = torch.quantile(confidence[weight].float(), 1.0 - keep_fraction)
         weight &= confidence >= cutoff
     weight = weight.float()
     return PseudoTarget(heatmaps=strong, weight=weight, confidence=confidence, peaks=peaks)
