@@ -148,10 +148,15 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4), squeeze=False)
+    colours: dict[str, str] = {}  # one colour per label without its seed, in every panel; seeds by line style
     for ax, (title, lines) in zip(axes[0], panels.items()):
-        for label, curve in lines:
+        for label, curve in sorted(lines, key=lambda line: line[0]):
             steps, aps = zip(*curve)
-            ax.plot(steps, aps, label=label, linewidth=1, marker=".")
+            group, _, seed = label.rpartition(" s")
+            group, seed = (group, seed) if seed.isdigit() else (label, "0")
+            colour = colours.setdefault(group, f"C{len(colours) % 10}")
+            style = ["-", "--", ":", "-."][int(seed) % 4]
+            ax.plot(steps, aps, label=label, linewidth=1, marker=".", color=colour, linestyle=style)
         ax.set(title=title, xlabel="step", ylabel="val AP")
         ax.legend(fontsize=6)
     fig.tight_layout()
