@@ -13,6 +13,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,10 +24,9 @@ def load_records(path: Path) -> list[dict]:
 
 
 def save_records(records: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, indent=1) + "\n")
-    os.replace(tmp, path)
+    from trspose.data.coco import write_json
+
+    write_json(records, path)  # atomic: an interrupted table keeps what it has
 
 
 def resolved_config(config: str, overrides: list[str]) -> dict:
@@ -62,6 +62,41 @@ def find_record(records: list[tuple[dict, dict | None]], wanted: dict) -> dict |
     """The latest record (of (record, recorded_config) pairs) whose run trained with the ``wanted`` config."""
     matches = [record for record, config in records if config == wanted]
     return matches[-1] if matches else None
+
+
+class ResultsFile:
+    """The records of one results file, each row found by the config its run trained with."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records = load_records(path)
+        self.known = [(r, recorded_config(r)) for r in self.records]
+
+    def find(self, config: str, overrides: list[str]) -> dict | None:
+        """The latest record of a run of ``config`` with ``overrides``, if there is one."""
+        return find_record(self.known, resolved_config(config, overrides))
+
+    def row(
+        self, *, config: str, overrides: list[str], name: Callable[[int], str], labels: dict, table_only: bool
+    ) -> dict | None:
+        """The record of the run of ``config`` with ``overrides``; without one, train it (named ``name(steps)``)
+        and save its record at once, or with ``table_only`` say that it is missing and return None."""
+        wanted = resolved_config(config, overrides)
+        if (record := find_record(self.known, wanted)) is not None:
+            return record
+        label = ", ".join(f"{k} {v}" for k, v in labels.items() if k != "extra")
+        if table_only:
+            print(f"not recorded yet: {label}")
+            return None
+        run_name = name(wanted["train"]["steps"])
+        record = run_and_record(
+            config=config, name=run_name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
+        )
+        self.records.append(record)
+        self.known.append((record, wanted))
+        save_records(self.records, self.path)
+        print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
+        return record
 
 
 def name_part(overrides: list[str]) -> str:

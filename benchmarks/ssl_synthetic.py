@@ -15,18 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from runs import (
-    REPO,
-    find_record,
-    load_records,
-    name_part,
-    plot_curves,
-    recorded_config,
-    resolved_config,
-    run_and_record,
-    save_records,
-    summary_table,
-)
+from runs import REPO, ResultsFile, name_part, plot_curves, resolved_config, summary_table
 
 CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
 SUPERVISED_CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"  # CONFIG's base
@@ -77,9 +66,8 @@ def main() -> None:
         "method.unlabeled_batch_size=8", "data.holdout_fraction=0.3",
     ] if args.quick else []  # fmt: skip
     fractions = [0.3] if args.quick else args.fractions
-    records = load_records(out)
+    results = ResultsFile(out)
     jobs = [(f, *row) for f in fractions for row in ROWS] + [(1.0, *UPPER_BOUND)]
-    known = [(r, recorded_config(r)) for r in records]
     current = []  # this invocation's rows: records whose run trained with exactly the row's config
     for fraction, method, ablation, row_overrides in jobs:
         if args.only and not any(o in f"{method}/{ablation}" for o in args.only):
@@ -87,28 +75,16 @@ def main() -> None:
         for seed in args.seeds:
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
-            overrides = [*quick, *subset, *row_overrides, *seeds, *args.extra]
-            wanted = resolved_config(CONFIG, overrides)
-            if (record := find_record(known, wanted)) is not None:
-                current.append(record)
-                continue
-            if args.table_only:
-                print(f"not recorded yet: {method}/{ablation}, {fraction:g} labels, seed {seed}")
-                continue
-            steps = wanted["train"]["steps"]
-            run_name = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}" + (
-                "_quick" if args.quick else f"_{steps}steps" + name_part(args.extra)
-            )
-            labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed}
-            labels["extra"] = args.extra
-            record = run_and_record(
-                config=CONFIG, name=run_name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
-            )
-            records.append(record)
-            known.append((record, wanted))
-            current.append(record)
-            save_records(records, out)
-            print(f"{run_name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
+            prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
+            record = results.row(
+                config=CONFIG,
+                overrides=[*quick, *subset, *row_overrides, *seeds, *args.extra],
+                name=lambda steps: prefix + ("_quick" if args.quick else f"_{steps}steps" + name_part(args.extra)),  # noqa: B023
+                labels={"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed,
+                        "extra": args.extra},
+                table_only=args.table_only,
+            )  # fmt: skip
+            current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
     if not current:
@@ -124,14 +100,13 @@ def main() -> None:
 def gap_table_baselines(fractions: list[float], seeds: list[int], extra: list[str]) -> list[dict]:
     """Supervised runs of benchmarks/supervised_synthetic.py at these budgets and with all labels, trained with
     this table's base config, budget, seeds and labelled subsets (the runs that script makes with --extra)."""
-    records = load_records(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
-    known = [(r, recorded_config(r)) for r in records]
+    gap_table = ResultsFile(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
     found = []
     for fraction in {*fractions, 1.0}:
         subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
         for seed in seeds:
             overrides = [*subset, f"train.seed={seed}", f"data.split_seed={seed}", *extra]
-            record = find_record(known, resolved_config(SUPERVISED_CONFIG, overrides))
+            record = gap_table.find(SUPERVISED_CONFIG, overrides)
             if record is not None and record.get("curve"):
                 found.append({**record, "ablation": "(gap table)"})
     return found

@@ -17,18 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-from runs import (
-    REPO,
-    find_record,
-    load_records,
-    name_part,
-    plot_curves,
-    recorded_config,
-    resolved_config,
-    run_and_record,
-    save_records,
-    summary_table,
-)
+from runs import REPO, ResultsFile, name_part, plot_curves, summary_table
 
 CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
 
@@ -49,42 +38,37 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="more dotted overrides for every run")
     args = parser.parse_args()
     out = REPO / args.out if not args.quick else REPO / "benchmarks/results/supervised_synthetic_quick.json"
-    records = load_records(out)
+    results = ResultsFile(out)
     quick = (
         ["data.synthetic_size=tiny", "train.steps=60", "train.warmup_steps=10", "train.checkpoint_every=60"]
         if args.quick
         else []
     )
-    known = [(r, recorded_config(r)) for r in records]
     current = []  # this invocation's rows: records whose run trained with exactly the row's config
     for fraction in args.fractions:
         for seed in args.seeds:
             subset = (
                 [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
             )
-            overrides = [*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra]
-            wanted = resolved_config(CONFIG, overrides)
-            if (record := find_record(known, wanted)) is not None:
-                current.append(record)  # already recorded
-                continue
-            if args.table_only:
-                print(f"not recorded yet: {fraction:g} labels, seed {seed}")
-                continue
-            steps = wanted["train"]["steps"]
             suffix = "_quick" if args.quick else name_part(args.extra)
-            name = f"gap_f{fraction:g}_s{seed}_{steps}steps{suffix}"
-            labels = {"method": "supervised", "labeled_fraction": fraction, "seed": seed, "extra": args.extra}
-            record = run_and_record(
-                config=CONFIG, name=name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
+            record = results.row(
+                config=CONFIG,
+                overrides=[*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra],
+                name=lambda steps: f"gap_f{fraction:g}_s{seed}_{steps}steps{suffix}",  # noqa: B023 (called at once)
+                labels={
+                    "method": "supervised",
+                    "labeled_fraction": fraction,
+                    "seed": seed,
+                    "extra": args.extra,
+                },
+                table_only=args.table_only,
             )
-            records.append(record)
-            known.append((record, wanted))
-            current.append(record)
-            save_records(records, out)
-            print(f"{name}: AP {record['ap']:.1f} ({record['wall_s']:.0f} s)", flush=True)
+            current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "num_labeled", "steps"]))
-    drawn = [r for r in records if r["config"] == CONFIG and r.get("curve")]  # every budget, one panel each
+    drawn = [
+        r for r in results.records if r["config"] == CONFIG and r.get("curve")
+    ]  # every budget, one panel each
     panels = {
         f"{n} steps": [
             (f"{r['labeled_fraction']:.0%} labels s{r['seed']}", r["curve"]) for r in drawn if r["steps"] == n

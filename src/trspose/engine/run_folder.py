@@ -21,9 +21,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-import yaml
 
-from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, dump_yaml
+from trspose.config import ExperimentConfig, config_to_dict, dump_yaml, load_config
 from trspose.errors import TrainingError, TrsposeError
 
 
@@ -57,8 +56,8 @@ def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
     if not saved.is_file():
         return  # a run folder from before config.yaml was written; nothing to compare
     try:
-        before = _flatten(config_to_dict(config_from_dict(yaml.safe_load(saved.read_text()) or {})))
-    except (TrsposeError, yaml.YAMLError) as error:
+        before = _flatten(config_to_dict(load_config(saved)))
+    except TrsposeError as error:
         raise TrainingError(
             f"cannot resume: '{saved}' is not a config this version reads ({error})"
         ) from None
