@@ -99,6 +99,45 @@ class ResultsFile:
         return record
 
 
+def flat(config: dict, prefix: str = "") -> dict[str, object]:
+    """``{"train": {"steps": 4000}}`` -> ``{"train.steps": 4000}``."""
+    items: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            items.update(flat(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
+def config_changes(config: dict, base: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The dotted overrides that turn ``base`` into ``config`` (both resolved), except the keys in ``ignore``."""
+    base_items = flat(base)
+    return sorted(
+        f"{key}={value}"
+        for key, value in flat(config).items()
+        if key not in ignore and (key not in base_items or base_items[key] != value)
+    )
+
+
+def curve_panels_by_config(
+    records: list[dict], base: dict, row_keys: tuple[str, ...], label: Callable[[dict], str]
+) -> dict[str, list[tuple[str, list]]]:
+    """One panel per config that the records' runs trained with, ignoring the keys that make a table's rows
+    (seed, labelled subset): titled by the step count and how that config differs from ``base``; one line per
+    record, named ``label(record)``. Records whose config this version cannot read go in an "older config" panel."""
+    panels: dict[str, list[tuple[str, list]]] = {}
+    for record in records:
+        config = recorded_config(record)
+        if config is None:
+            title = f"{record['steps']} steps, older config"
+        else:
+            changes = [c for c in config_changes(config, base, row_keys) if not c.startswith("train.steps=")]
+            title = f"{config['train']['steps']} steps" + "".join(f", {c}" for c in changes)
+        panels.setdefault(title, []).append((label(record), record["curve"]))
+    return panels
+
+
 def name_part(overrides: list[str]) -> str:
     """``["train.steps=2000", "data.root=/x"]`` -> ``"_train.steps2000_data.root-x"``, safe in a folder name."""
     return "".join("_" + o.replace("=", "").replace("/", "-").replace(" ", "") for o in overrides)

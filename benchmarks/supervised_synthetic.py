@@ -17,9 +17,18 @@ from __future__ import annotations
 
 import argparse
 
-from runs import REPO, ResultsFile, name_part, plot_curves, summary_table
+from runs import (
+    REPO,
+    ResultsFile,
+    curve_panels_by_config,
+    name_part,
+    plot_curves,
+    resolved_config,
+    summary_table,
+)
 
 CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
+ROW_KEYS = ("train.seed", "data.split_seed", "data.labeled_fraction", "data.split_mode")  # what a row sets
 
 
 def main() -> None:
@@ -66,15 +75,14 @@ def main() -> None:
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "num_labeled", "steps"]))
-    drawn = [
-        r for r in results.records if r["config"] == CONFIG and r.get("curve")
-    ]  # every budget, one panel each
-    panels = {
-        f"{n} steps": [
-            (f"{r['labeled_fraction']:.0%} labels s{r['seed']}", r["curve"]) for r in drawn if r["steps"] == n
-        ]
-        for n in sorted({r["steps"] for r in drawn})
-    }
+    drawn = [r for r in results.records if r["config"] == CONFIG and r.get("curve")]
+    # a panel per budget and --extra: the seeds and labelled subsets of its rows together
+    panels = curve_panels_by_config(
+        drawn,
+        base=resolved_config(CONFIG, []),
+        row_keys=ROW_KEYS,
+        label=lambda r: f"{r['labeled_fraction']:.0%} labels s{r['seed']}",
+    )
     plot_curves(panels, out.with_name(out.stem + "_curves.png"))
 
 

@@ -52,3 +52,27 @@ def test_a_record_counts_for_the_row_whose_config_its_run_trained_with():
 
 def test_run_names_from_overrides_are_single_folder_names():
     assert runs.name_part(["train.steps=2000", "data.root=/data/x y"]) == "_train.steps2000_data.root-data-xy"
+
+
+def test_curve_panels_keep_runs_of_other_configs_apart_and_seeds_together():
+    base = runs.resolved_config(CONFIG, [])
+    row_keys = ("train.seed", "data.split_seed", "data.labeled_fraction", "data.split_mode")
+    records = [
+        {**record_of(CONFIG, [f"train.seed={seed}", f"data.split_seed={seed}", *subset, *extra]), "tag": tag}
+        for seed in (0, 1)
+        for subset in ([], ["data.labeled_fraction=0.05", "data.split_mode=random"])
+        for extra, tag in (([], "default"), (["train.lr=3e-3"], "lr"), (["train.steps=2000"], "short"))
+    ]
+    records.append({"steps": 900, "tag": "unreadable", "resolved_config_yaml": "train: {gone: 1}\n"})
+    for record in records:
+        record["curve"] = [[0, 0.0], [1, float(len(record["tag"]))]]
+    panels = runs.curve_panels_by_config(records, base, row_keys, label=lambda r: r["tag"])
+    assert {title: {tag for tag, _ in lines} for title, lines in panels.items()} == {
+        "4000 steps": {"default"},
+        "4000 steps, train.lr=0.003": {"lr"},
+        "2000 steps": {"short"},
+        "900 steps, older config": {"unreadable"},
+    }
+    assert [len(panels[t]) for t in ("4000 steps", "4000 steps, train.lr=0.003", "2000 steps")] == [4, 4, 4]
+    assert runs.config_changes({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}) == ["a.c=2"]
+    assert runs.config_changes({"a": {"b": 1, "c": 2}}, {"a": {"b": 0, "c": 3}}, ignore=("a.b",)) == ["a.c=2"]
