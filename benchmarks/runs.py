@@ -99,23 +99,14 @@ class ResultsFile:
         return record
 
 
-def flat(config: dict, prefix: str = "") -> dict[str, object]:
-    """``{"train": {"steps": 4000}}`` -> ``{"train.steps": 4000}``."""
-    items: dict[str, object] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            items.update(flat(value, f"{prefix}{key}."))
-        else:
-            items[f"{prefix}{key}"] = value
-    return items
-
-
 def config_changes(config: dict, base: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """The dotted overrides that turn ``base`` into ``config`` (both resolved), except the keys in ``ignore``."""
-    base_items = flat(base)
+    from trspose.config import dotted_items
+
+    base_items = dotted_items(base)
     return sorted(
         f"{key}={value}"
-        for key, value in flat(config).items()
+        for key, value in dotted_items(config).items()
         if key not in ignore and (key not in base_items or base_items[key] != value)
     )
 

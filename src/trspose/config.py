@@ -421,6 +421,17 @@ def config_to_dict(cfg: Any) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
+def dotted_items(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A config as a dict (``config_to_dict``) flattened to dotted keys: ``{"train.steps": 4000, ...}``."""
+    items: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            items.update(dotted_items(value, f"{prefix}{key}."))
+        else:
+            items[f"{prefix}{key}"] = value
+    return items
+
+
 def config_from_dict(data: dict) -> ExperimentConfig:
     """Inverse of config_to_dict (used to rebuild a model from a checkpoint)."""
     return _build(data)

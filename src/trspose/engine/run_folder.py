@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from trspose.config import ExperimentConfig, config_to_dict, dump_yaml, load_config
+from trspose.config import ExperimentConfig, config_to_dict, dotted_items, dump_yaml, load_config
 from trspose.errors import TrainingError, TrsposeError
 
 
@@ -56,12 +56,12 @@ def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
     if not saved.is_file():
         return  # a run folder from before config.yaml was written; nothing to compare
     try:
-        before = _flatten(config_to_dict(load_config(saved)))
+        before = dotted_items(config_to_dict(load_config(saved)))
     except TrsposeError as error:
         raise TrainingError(
             f"cannot resume: '{saved}' is not a config this version reads ({error})"
         ) from None
-    now = _flatten(config_to_dict(cfg))
+    now = dotted_items(config_to_dict(cfg))
     changed = [
         k
         for k in sorted(set(before) | set(now))
@@ -74,16 +74,6 @@ def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
             f"cannot resume '{saved.parent}' with a different config ({shown}{more}); resume with the run's own "
             f"config: trspose train {saved} --resume"
         )
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def git_revision() -> str:
