@@ -1,4 +1,4 @@
-"""Command line: ``trspose {train,eval,predict,make-dataset,preview-dataset}``. No logic lives here.
+"""Command line: ``trspose {train,eval,predict,make-dataset,dataset-path,preview-dataset,preview-training}``. No logic lives here.
 
 Every user-facing problem is a ``TrsposeError``: printed as one ``error: ...`` line, exit status 2.
 """

@@ -27,7 +27,7 @@ class ReviewerConfig:
     every: int = 500
     """Period of the 'periodic' policy, in steps."""
     momentum: float = 0.9998
-    """EMA momentum of the 'slow_ema' policy (teacher uses train.ema_momentum)."""
+    """EMA momentum of the 'slow_ema' policy (the teacher uses method.ema_momentum)."""
     weight: float = 0.5
     """Weight of the reviewer consistency term relative to the teacher's (mode 'separate')."""
     fusion: str = "separate"
