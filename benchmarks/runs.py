@@ -2,7 +2,9 @@
 
 Each record: method, ablation, num_labeled, labeled_fraction, seed, steps, AP/AP50/AP75/AR (percent),
 wall_s, device, config and the exact command, appended to a JSON list that is rewritten atomically
-after every run, so an interrupted table keeps what it has and a rerun skips what is done.
+after every run, so an interrupted table keeps what it has and a rerun skips what is done. A row whose run was
+interrupted (its folder has ``checkpoints/last.pt`` and the row's config) is resumed, not started again, so a table
+longer than one sitting is made over several.
 """
 
 from __future__ import annotations
@@ -67,8 +69,11 @@ def find_record(records: list[tuple[dict, dict | None]], wanted: dict) -> dict |
 class ResultsFile:
     """The records of one results file, each row found by the config its run trained with."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, runs_dir: Path = REPO / "runs" / "benchmarks") -> None:
         self.path = path
+        self.runs_dir = runs_dir  # the run folders of its rows
+        inside = runs_dir.is_relative_to(REPO)
+        self.output_dir = str(runs_dir.relative_to(REPO) if inside else runs_dir)  # as commands name it
         self.records = load_records(path)
         self.known = [(r, recorded_config(r)) for r in self.records]
 
@@ -89,8 +94,16 @@ class ResultsFile:
             print(f"not recorded yet: {label}")
             return None
         run_name = name(wanted["train"]["steps"])
+        resume = interrupted(self.runs_dir / run_name, wanted)
+        if resume:
+            print(f"{run_name}: resuming the interrupted run", flush=True)
         record = run_and_record(
-            config=config, name=run_name, output_dir="runs/benchmarks", overrides=overrides, labels=labels
+            config=config,
+            name=run_name,
+            output_dir=self.output_dir,
+            overrides=overrides,
+            labels=labels,
+            resume=resume,
         )
         self.records.append(record)
         self.known.append((record, wanted))
@@ -134,21 +147,43 @@ def name_part(overrides: list[str]) -> str:
     return "".join("_" + o.replace("=", "").replace("/", "-").replace(" ", "") for o in overrides)
 
 
-def train_command(config: str, name: str, output_dir: str, overrides: list[str]) -> list[str]:
+def interrupted(run: Path, wanted: dict) -> bool:
+    """Whether ``run`` is a run of the ``wanted`` config that can be resumed (it has ``checkpoints/last.pt``)."""
+    saved = run / "config.yaml"
+    if not (run / "checkpoints" / "last.pt").is_file() or not saved.is_file():
+        return False
+    return recorded_config({"resolved_config_yaml": saved.read_text()}) == wanted
+
+
+def train_command(
+    config: str, name: str, output_dir: str, overrides: list[str], resume: bool = False
+) -> list[str]:
     trspose = [sys.executable, "-m", "trspose.cli"]
-    return [*trspose, "train", config, f"name={name}", f"output_dir={output_dir}", *overrides, "--overwrite"]
+    then = "--resume" if resume else "--overwrite"
+    return [*trspose, "train", config, f"name={name}", f"output_dir={output_dir}", *overrides, then]
 
 
-def run_and_record(*, config: str, name: str, output_dir: str, overrides: list[str], labels: dict) -> dict:
-    """Train (in a subprocess, so every run starts from a clean interpreter) and summarise the run folder."""
-    command = train_command(config, name, output_dir, overrides)
+def run_and_record(
+    *, config: str, name: str, output_dir: str, overrides: list[str], labels: dict, resume: bool = False
+) -> dict:
+    """Train (in a subprocess, so every run starts from a clean interpreter; with ``resume``, continue the run
+    from its last checkpoint) and summarise the run folder."""
+    run = REPO / output_dir / name
+    command = train_command(config, name, output_dir, overrides, resume)
+    # when each sitting started, beside the run folder (which --overwrite replaces)
+    segments_file = run.parent / f"{name}.segments.json"
+    segments = load_records(segments_file) if resume else []
+    from_step = _checkpoint_step(run / "checkpoints" / "last.pt") if resume else 0
+    segments.append({"started": time.time(), "from_step": from_step})
+    run.parent.mkdir(parents=True, exist_ok=True)
+    save_records(segments, segments_file)
     start = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"run {name} failed:\n{done.stderr[-4000:]}")
-    run = REPO / output_dir / name
+    wall += interrupted_time(segments, run / "metrics.jsonl")
     final = json.loads((run / "final_metrics.json").read_text())
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}
     env_record = json.loads((run / "environment.json").read_text())
@@ -163,15 +198,41 @@ def run_and_record(*, config: str, name: str, output_dir: str, overrides: list[s
         "ap75": final["val/AP75"],
         "ar": final["val/AR"],
         "wall_s": round(wall, 1),
+        "segments": len(
+            segments
+        ),  # 1: trained in one go; more: resumed after interruptions (wall_s sums them)
         "device": env_record["device"],
         "torch": env_record["versions"]["torch"],
         "git_revision": env_record["git_revision"],
         "config": config,
         "overrides": overrides,
-        "command": shlex.join(["trspose", *command[3:]]),
+        "command": shlex.join(["trspose", *train_command(config, name, output_dir, overrides)[3:]]),
         "resolved_config_yaml": resolved,
         "curve": learning_curve(run / "metrics.jsonl"),
     }
+
+
+def _checkpoint_step(path: Path) -> int:
+    from trspose.engine.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(path)["step"])
+
+
+def interrupted_time(segments: list[dict], metrics_file: Path) -> float:
+    """Seconds the interrupted sittings of a run trained for: each from its start to its last metrics record at or
+    before the step the next sitting resumed from (work after that checkpoint was lost and done again)."""
+    records = (
+        [json.loads(line) for line in metrics_file.read_text().splitlines()] if metrics_file.is_file() else []
+    )
+    total = 0.0
+    for segment, following in zip(segments, segments[1:]):
+        ends = [
+            r["time"]
+            for r in records
+            if r["step"] <= following["from_step"] and segment["started"] <= r["time"] < following["started"]
+        ]
+        total += max(ends) - segment["started"] if ends else 0.0
+    return total
 
 
 def learning_curve(metrics_file: Path) -> list[list[float]]:

@@ -1,8 +1,11 @@
 """The results-table scripts decide which recorded runs belong to a row by the config the run trained with."""
 
+import json
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from trspose.config import config_to_dict, dump_yaml, load_config
@@ -76,3 +79,57 @@ def test_curve_panels_keep_runs_of_other_configs_apart_and_seeds_together():
     assert [len(panels[t]) for t in ("4000 steps", "4000 steps, train.lr=0.003", "2000 steps")] == [4, 4, 4]
     assert runs.config_changes({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}) == ["a.c=2"]
     assert runs.config_changes({"a": {"b": 1, "c": 2}}, {"a": {"b": 0, "c": 3}}, ignore=("a.b",)) == ["a.c=2"]
+
+
+def test_interrupted_sittings_count_until_the_checkpoint_the_next_one_resumed_from(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [(2, 110.0), (4, 120.0), (6, 130.0), (4, 520.0), (6, 530.0), (8, 540.0)]  # resumed at step 4
+    metrics.write_text("".join(json.dumps({"step": s, "time": t}) + "\n" for s, t in lines))
+    segments = [{"started": 100.0, "from_step": 0}, {"started": 500.0, "from_step": 4}]
+    assert runs.interrupted_time(segments, metrics) == 20.0  # 100 s -> the step-4 record at 120 s
+    assert runs.interrupted_time(segments[:1], metrics) == 0.0  # one sitting: its wall time is measured
+    assert runs.interrupted_time([*segments, {"started": 900.0, "from_step": 8}], metrics) == 60.0
+
+
+def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, monkeypatch):
+    from tests.stick_figures import write_stick_figure_dataset
+    from trspose.engine import jobs
+    from trspose.engine.checkpoint import load_checkpoint
+    from trspose.methods.supervised import Supervised
+
+    root = write_stick_figure_dataset(tmp_path / "sticks")
+    runs_dir = tmp_path / "bench"
+    config, overrides = "configs/tiny.yaml", [f"data.root={root}"]
+    wanted = runs.resolved_config(config, overrides)
+    original = Supervised.after_optimizer_step
+
+    def crash_at_step_four(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        original(self, step)
+
+    monkeypatch.setattr(Supervised, "after_optimizer_step", crash_at_step_four)
+    runs_dir.mkdir()
+    first_sitting = time.time()
+    (runs_dir / "row.segments.json").write_text(json.dumps([{"started": first_sitting, "from_step": 0}]))
+    with pytest.raises(KeyboardInterrupt):
+        jobs.train(load_config(runs.REPO / config, [*overrides, f"output_dir={runs_dir}", "name=row"]))
+    monkeypatch.setattr(Supervised, "after_optimizer_step", original)
+    run = runs_dir / "row"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
+    assert runs.interrupted(run, wanted)
+    assert not runs.interrupted(run, runs.resolved_config(config, [*overrides, "train.lr=3e-3"]))
+    first_records = (run / "metrics.jsonl").read_text().splitlines()[:3]
+
+    results = runs.ResultsFile(tmp_path / "results.json", runs_dir=runs_dir)
+    record = results.row(
+        config=config, overrides=overrides, name=lambda steps: "row", labels={"method": "x"}, table_only=False
+    )
+    assert record["steps"] == 6 and record["segments"] == 2
+    assert record["command"].endswith("--overwrite")  # the command that makes the row from nothing
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert lines[:3] == first_records  # the first sitting's steps were kept, not trained again
+    assert [json.loads(x)["step"] for x in lines if json.loads(x)["kind"] == "train"] == list(range(1, 7))
+    first_sitting_s = json.loads(first_records[-1])["time"] - first_sitting
+    assert record["wall_s"] >= first_sitting_s > 0
+    assert json.loads((tmp_path / "results.json").read_text())[0]["ap"] == record["ap"]
