@@ -92,29 +92,22 @@ def test_interrupted_sittings_count_until_the_checkpoint_the_next_one_resumed_fr
 
 
 def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, monkeypatch):
+    from tests.interrupt import interrupt_supervised_training
     from tests.stick_figures import write_stick_figure_dataset
     from trspose.engine import jobs
     from trspose.engine.checkpoint import load_checkpoint
-    from trspose.methods.supervised import Supervised
 
     root = write_stick_figure_dataset(tmp_path / "sticks")
     runs_dir = tmp_path / "bench"
     config, overrides = "configs/tiny.yaml", [f"data.root={root}"]
     wanted = runs.resolved_config(config, overrides)
-    original = Supervised.after_optimizer_step
-
-    def crash_at_step_four(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        original(self, step)
-
-    monkeypatch.setattr(Supervised, "after_optimizer_step", crash_at_step_four)
+    interrupt_supervised_training(monkeypatch, at_step=3)
     runs_dir.mkdir()
     first_sitting = time.time()
     (runs_dir / "row.segments.json").write_text(json.dumps([{"started": first_sitting, "from_step": 0}]))
     with pytest.raises(KeyboardInterrupt):
         jobs.train(load_config(runs.REPO / config, [*overrides, f"output_dir={runs_dir}", "name=row"]))
-    monkeypatch.setattr(Supervised, "after_optimizer_step", original)
+    monkeypatch.undo()
     run = runs_dir / "row"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
     assert runs.interrupted(run, wanted)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.interrupt import interrupt_supervised_training
 from tests.stick_figures import write_stick_figure_dataset
 from trspose.cli import main
 from trspose.config import load_config
@@ -61,20 +62,11 @@ def test_training_writes_a_complete_run_folder(stick_root, tmp_path):
 
 def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monkeypatch):
     jobs.train(tiny_config(stick_root, tmp_path, "name=straight"))
-    from trspose.methods.supervised import Supervised
-
-    original = Supervised.after_optimizer_step
-
-    def crash_at_step_four(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        original(self, step)
-
-    monkeypatch.setattr(Supervised, "after_optimizer_step", crash_at_step_four)
+    interrupt_supervised_training(monkeypatch, at_step=3)
     with pytest.raises(KeyboardInterrupt):
         jobs.train(tiny_config(stick_root, tmp_path, "name=crashed"))
     assert load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["step"] == 3
-    monkeypatch.setattr(Supervised, "after_optimizer_step", original)
+    monkeypatch.undo()
     jobs.train(tiny_config(stick_root, tmp_path, "name=crashed"), resume=True)
     straight = student_weights(tmp_path / "straight" / "checkpoints" / "last.pt")
     resumed = student_weights(tmp_path / "crashed" / "checkpoints" / "last.pt")
