@@ -198,9 +198,10 @@ def run_and_record(
         "ap75": final["val/AP75"],
         "ar": final["val/AR"],
         "wall_s": round(wall, 1),
-        "segments": len(
-            segments
-        ),  # 1: trained in one go; more: resumed after interruptions (wall_s sums them)
+        # segments: 1 when trained in one go, more when resumed after interruptions (wall_s sums them);
+        # sittings: when each began, from which step, and any note left in the segments file
+        "segments": len(segments),
+        "sittings": segments,
         "device": env_record["device"],
         "torch": env_record["versions"]["torch"],
         "git_revision": env_record["git_revision"],

@@ -119,6 +119,7 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
         config=config, overrides=overrides, name=lambda steps: "row", labels={"method": "x"}, table_only=False
     )
     assert record["steps"] == 6 and record["segments"] == 2
+    assert [sitting["from_step"] for sitting in record["sittings"]] == [0, 3]
     assert record["command"].endswith("--overwrite")  # the command that makes the row from nothing
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert lines[:3] == first_records  # the first sitting's steps were kept, not trained again
