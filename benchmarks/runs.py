@@ -42,12 +42,17 @@ def resolved_config(config: str, overrides: list[str]) -> dict:
 def recorded_config(record: dict) -> dict | None:
     """The config a record's run trained with (its resolved YAML), keys added since filled with their defaults
     (which reproduce the old behaviour); None when this version cannot read it (a key that no longer exists)."""
+    return config_of_yaml(record.get("resolved_config_yaml"))
+
+
+def config_of_yaml(text: str | None) -> dict | None:
+    """A resolved config YAML (a record's, or a run folder's ``config.yaml``) as ``resolved_config`` returns it;
+    None when there is none or this version cannot read it."""
     import yaml
 
     from trspose.config import config_from_dict, config_to_dict
     from trspose.errors import TrsposeError
 
-    text = record.get("resolved_config_yaml")
     if not text:
         return None
     try:
@@ -114,14 +119,10 @@ class ResultsFile:
 
 def config_changes(config: dict, base: dict, ignore: tuple[str, ...] = ()) -> list[str]:
     """The dotted overrides that turn ``base`` into ``config`` (both resolved), except the keys in ``ignore``."""
-    from trspose.config import dotted_items
+    from trspose.config import changed_keys, dotted_items
 
-    base_items = dotted_items(base)
-    return sorted(
-        f"{key}={value}"
-        for key, value in dotted_items(config).items()
-        if key not in ignore and (key not in base_items or base_items[key] != value)
-    )
+    items = dotted_items(config)
+    return [f"{key}={items[key]}" for key in changed_keys(base, config, ignore) if key in items]
 
 
 def curve_panels_by_config(
@@ -152,7 +153,7 @@ def interrupted(run: Path, wanted: dict) -> bool:
     saved = run / "config.yaml"
     if not (run / "checkpoints" / "last.pt").is_file() or not saved.is_file():
         return False
-    return recorded_config({"resolved_config_yaml": saved.read_text()}) == wanted
+    return config_of_yaml(saved.read_text()) == wanted
 
 
 def train_command(

@@ -432,6 +432,13 @@ def dotted_items(tree: dict, prefix: str = "") -> dict[str, Any]:
     return items
 
 
+def changed_keys(before: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The dotted keys (sorted) whose values differ between two configs as dicts (``config_to_dict``), except
+    those in ``ignore``."""
+    old, new = dotted_items(before), dotted_items(now)
+    return [k for k in sorted(set(old) | set(new)) if k not in ignore and old.get(k) != new.get(k)]
+
+
 def config_from_dict(data: dict) -> ExperimentConfig:
     """Inverse of config_to_dict (used to rebuild a model from a checkpoint)."""
     return _build(data)

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import torch
 
-from trspose.config import ExperimentConfig, config_to_dict, dotted_items, dump_yaml, load_config
+from trspose.config import (
+    ExperimentConfig,
+    changed_keys,
+    config_to_dict,
+    dotted_items,
+    dump_yaml,
+    load_config,
+)
 from trspose.errors import TrainingError, TrsposeError
 
 
@@ -56,17 +63,14 @@ def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
     if not saved.is_file():
         return  # a run folder from before config.yaml was written; nothing to compare
     try:
-        before = dotted_items(config_to_dict(load_config(saved)))
+        before = config_to_dict(load_config(saved))
     except TrsposeError as error:
         raise TrainingError(
             f"cannot resume: '{saved}' is not a config this version reads ({error})"
         ) from None
-    now = dotted_items(config_to_dict(cfg))
-    changed = [
-        k
-        for k in sorted(set(before) | set(now))
-        if k not in RESUME_MAY_CHANGE and before.get(k) != now.get(k)
-    ]
+    now = config_to_dict(cfg)
+    changed = changed_keys(before, now, ignore=RESUME_MAY_CHANGE)
+    before, now = dotted_items(before), dotted_items(now)
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
