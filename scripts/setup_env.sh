@@ -13,6 +13,16 @@ if [ "${TRSPOSE_SYSTEM_SITE_PACKAGES:-0}" = "1" ]; then
 else
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+# torch alone is several GB in the venv (a CUDA build on x86_64): say so when the disk is the reason pip failed.
+need_gb=8
+if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[dev]"; }; then
+  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+  if [ "${free_gb:-0}" -lt "$need_gb" ]; then
+    echo "error: pip could not install the environment: ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}'), about ${need_gb} GB needed; free some space and run again" >&2
+  else
+    echo "error: pip could not install the environment (see its message above); run 'bash scripts/setup_env.sh' again when fixed" >&2
+  fi
+  rm -rf .venv
+  exit 1
+fi
 echo "environment ready: .venv" >&2
