@@ -127,3 +127,51 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     first_sitting_s = json.loads(first_records[-1])["time"] - first_sitting
     assert record["wall_s"] >= first_sitting_s > 0
     assert json.loads((tmp_path / "results.json").read_text())[0]["ap"] == record["ap"]
+
+
+@pytest.mark.parametrize("fraction", [0.01, 1.0])
+def test_the_ssl_tables_supervised_rows_are_the_gap_tables_runs(fraction):
+    import ssl_synthetic
+
+    from trspose.config import changed_keys
+
+    subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
+    seeds = ["train.seed=1", "data.split_seed=1"]
+    row = ssl_synthetic.UPPER_BOUND if fraction == 1.0 else ssl_synthetic.ROWS[0]
+    assert row[0] == "supervised"
+    ssl_row = runs.resolved_config(ssl_synthetic.CONFIG, [*subset, *row[2], *seeds])
+    gap_run = runs.resolved_config(ssl_synthetic.SUPERVISED_CONFIG, [*subset, *seeds])
+    # Nothing that supervised training reads differs: same model (no MFL heads), data, subset, schedule, seeds.
+    assert set(changed_keys(gap_run, ssl_row)) == ssl_synthetic.SUPERVISED_ROW_DIFFERS
+    assert all(
+        k == "train.eval_every" or k.startswith("method.") for k in ssl_synthetic.SUPERVISED_ROW_DIFFERS
+    )
+    assert ssl_row["method"]["name"] == gap_run["method"]["name"] == "supervised"
+
+
+def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
+    import ssl_synthetic
+
+    gap = tmp_path / "supervised_synthetic.json"
+    row = ["data.labeled_fraction=0.01", "data.split_mode=random"]
+    records = [
+        {
+            **record_of(CONFIG, [*row, "train.seed=0", "data.split_seed=0"]),
+            "tag": "s0",
+            "curve": [[250, 0.1]],
+        },
+        {
+            **record_of(CONFIG, [*row, "train.seed=1", "data.split_seed=1"]),
+            "tag": "s1",
+            "curve": [[250, 0.2]],
+        },
+        {**record_of(CONFIG, ["train.seed=1", "data.split_seed=1"]), "tag": "all s1", "curve": [[250, 0.3]]},
+        {**record_of(CONFIG, [*row, "train.seed=1", "data.split_seed=1", "train.steps=2000"]), "tag": "2000"},
+    ]
+    gap.write_text(json.dumps(records))
+    table = runs.ResultsFile(gap, runs_dir=tmp_path / "runs")
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, [])["tag"] == "s1"
+    assert ssl_synthetic.gap_table_record(table, 1.0, 1, [])["tag"] == "all s1"
+    assert ssl_synthetic.gap_table_record(table, 0.05, 1, []) is None
+    # a record without a learning curve cannot stand in for a row (the table draws its curve)
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=2000"]) is None
