@@ -9,6 +9,8 @@ Each row trains configs/trs_resnet10t_fpn_96x64_synthetic.yaml with the override
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_<steps>_steps_curves.png.
+The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. A row
+whose run was interrupted resumes from its last checkpoint when the same command runs again.
 """
 
 from __future__ import annotations
