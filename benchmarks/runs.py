@@ -184,6 +184,7 @@ def run_and_record(
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"run {name} failed:\n{done.stderr[-4000:]}")
+    segments = load_records(segments_file) or segments  # with any note a person added while it trained
     wall += interrupted_time(segments, run / "metrics.jsonl")
     final = json.loads((run / "final_metrics.json").read_text())
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}

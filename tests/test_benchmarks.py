@@ -114,12 +114,23 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     assert not runs.interrupted(run, runs.resolved_config(config, [*overrides, "train.lr=3e-3"]))
     first_records = (run / "metrics.jsonl").read_text().splitlines()[:3]
 
+    real_run = runs.subprocess.run
+
+    def run_and_leave_a_note(*args, **kwargs):  # a person notes a pause in the segments file while it trains
+        done = real_run(*args, **kwargs)
+        sittings = json.loads((runs_dir / "row.segments.json").read_text())
+        sittings[-1]["note"] = "paused 300 s"
+        (runs_dir / "row.segments.json").write_text(json.dumps(sittings))
+        return done
+
+    monkeypatch.setattr(runs.subprocess, "run", run_and_leave_a_note)
     results = runs.ResultsFile(tmp_path / "results.json", runs_dir=runs_dir)
     record = results.row(
         config=config, overrides=overrides, name=lambda steps: "row", labels={"method": "x"}, table_only=False
     )
     assert record["steps"] == 6 and record["segments"] == 2
     assert [sitting["from_step"] for sitting in record["sittings"]] == [0, 3]
+    assert record["sittings"][1]["note"] == "paused 300 s"
     assert record["command"].endswith("--overwrite")  # the command that makes the row from nothing
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert lines[:3] == first_records  # the first sitting's steps were kept, not trained again
