@@ -169,13 +169,15 @@ def run_and_record(
 ) -> dict:
     """Train (in a subprocess, so every run starts from a clean interpreter; with ``resume``, continue the run
     from its last checkpoint) and summarise the run folder."""
+    from trspose.engine.run_folder import git_revision
+
     run = REPO / output_dir / name
     command = train_command(config, name, output_dir, overrides, resume)
     # when each sitting started, beside the run folder (which --overwrite replaces)
     segments_file = run.parent / f"{name}.segments.json"
     segments = load_records(segments_file) if resume else []
     from_step = _checkpoint_step(run / "checkpoints" / "last.pt") if resume else 0
-    segments.append({"started": time.time(), "from_step": from_step})
+    segments.append({"started": time.time(), "from_step": from_step, "git_revision": git_revision()})
     run.parent.mkdir(parents=True, exist_ok=True)
     save_records(segments, segments_file)
     start = time.perf_counter()

@@ -96,6 +96,7 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     from tests.stick_figures import write_stick_figure_dataset
     from trspose.engine import jobs
     from trspose.engine.checkpoint import load_checkpoint
+    from trspose.engine.run_folder import git_revision
 
     root = write_stick_figure_dataset(tmp_path / "sticks")
     runs_dir = tmp_path / "bench"
@@ -131,6 +132,7 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     assert record["steps"] == 6 and record["segments"] == 2
     assert [sitting["from_step"] for sitting in record["sittings"]] == [0, 3]
     assert record["sittings"][1]["note"] == "paused 300 s"
+    assert record["sittings"][1]["git_revision"] == git_revision()  # the code each sitting ran
     assert record["command"].endswith("--overwrite")  # the command that makes the row from nothing
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert lines[:3] == first_records  # the first sitting's steps were kept, not trained again

@@ -76,6 +76,9 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
     steps = [json.loads(x)["step"] for x in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["kind"] == "train"]  # fmt: skip
     assert steps == list(range(1, 7))  # no duplicated records after the resume
+    env = json.loads((tmp_path / "crashed" / "environment.json").read_text())
+    assert [sitting["step"] for sitting in env["resumed"]] == [3]  # the start's environment stays on top
+    assert env["resumed"][0]["git_revision"] == env["git_revision"] and "versions" in env["resumed"][0]
 
 
 def test_resume_refuses_a_changed_config_but_not_a_changed_worker_count(tmp_path):

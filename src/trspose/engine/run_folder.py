@@ -30,6 +30,7 @@ from trspose.config import (
     dump_yaml,
     load_config,
 )
+from trspose.data.coco import write_json
 from trspose.errors import TrainingError, TrsposeError
 
 
@@ -151,6 +152,18 @@ def cpu_model() -> str:
 def write_run_metadata(run_dir: Path, cfg: ExperimentConfig, device: torch.device, world_size: int) -> None:
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     (run_dir / "environment.json").write_text(json.dumps(environment_record(device, world_size), indent=2))
+
+
+def note_resumed_environment(run_dir: Path, step: int, device: torch.device, world_size: int) -> None:
+    """Add this sitting's environment (revision, versions, device) to the run's environment.json, under
+    ``resumed``: the top-level fields stay those of the run's start, each resume appends ``{"step": ..., ...}``."""
+    path = run_dir / "environment.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = {}  # missing or unreadable: keep what can be kept, this sitting's environment
+    record.setdefault("resumed", []).append({"step": step, **environment_record(device, world_size)})
+    write_json(record, path)
 
 
 class MetricsLogger:

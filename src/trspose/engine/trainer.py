@@ -26,7 +26,7 @@ from trspose.engine.checkpoint import capture_rng_state, load_checkpoint, restor
 from trspose.engine.distributed import DistributedContext, all_gather_objects, reduce_mean
 from trspose.engine.evaluate import coco_metrics, pck_metric, predict
 from trspose.engine.loaders import PositionDataset, StreamSpec, stream
-from trspose.engine.run_folder import MetricsLogger, write_run_metadata
+from trspose.engine.run_folder import MetricsLogger, note_resumed_environment, write_run_metadata
 from trspose.engine.schedules import learning_rate_factor
 from trspose.errors import TrainingError
 
@@ -119,8 +119,11 @@ def fit(
 
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         method.wrap(lambda module: DistributedDataParallel(module, device_ids=device_ids))
-    if ctx.is_main and not resume:
-        write_run_metadata(run_dir, cfg, ctx.device, ctx.world_size)
+    if ctx.is_main:
+        if resume:
+            note_resumed_environment(run_dir, start_step, ctx.device, ctx.world_size)
+        else:
+            write_run_metadata(run_dir, cfg, ctx.device, ctx.world_size)
     logger = MetricsLogger(run_dir if ctx.is_main else None)
 
     streams = _open_streams(cfg, method, data, ctx, start_step)
