@@ -186,7 +186,13 @@ def run_and_record(
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"run {name} failed:\n{done.stderr[-4000:]}")
-    segments = load_records(segments_file) or segments  # with any note a person added while it trained
+    try:  # with any note a person added while it trained; a file they broke must not cost the record
+        segments = load_records(segments_file) or segments
+    except (OSError, json.JSONDecodeError) as error:
+        print(
+            f"{segments_file}: not readable ({error}); the record keeps the sittings as they started",
+            flush=True,
+        )
     wall += interrupted_time(segments, run / "metrics.jsonl")
     final = json.loads((run / "final_metrics.json").read_text())
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}

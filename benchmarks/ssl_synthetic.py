@@ -77,10 +77,10 @@ def main() -> None:
     results = ResultsFile(out)
     jobs = [(f, *row) for f in fractions for row in ROWS] + [(1.0, *UPPER_BOUND)]
     gap_table = ResultsFile(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
-    current = []  # this invocation's rows: records whose run trained with exactly the row's config
+    # the table's rows recorded with exactly the row's config; --only limits what is trained, not what is shown
+    current = []
     for fraction, method, ablation, row_overrides in jobs:
-        if args.only and not any(o in f"{method}/{ablation}" for o in args.only):
-            continue
+        selected = not args.only or any(o in f"{method}/{ablation}" for o in args.only)
         for seed in args.seeds:
             if method == "supervised" and not args.quick:
                 # The gap table's runs are these rows: the same base config, budget, seeds and labelled subsets.
@@ -91,15 +91,16 @@ def main() -> None:
                     continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+            overrides = [*quick, *subset, *row_overrides, *seeds, *args.extra]
             prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
             record = results.row(
                 config=CONFIG,
-                overrides=[*quick, *subset, *row_overrides, *seeds, *args.extra],
+                overrides=overrides,
                 name=lambda steps: prefix + ("_quick" if args.quick else f"_{steps}steps" + name_part(args.extra)),  # noqa: B023
                 labels={"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed,
                         "extra": args.extra},
                 table_only=args.table_only,
-            )  # fmt: skip
+            ) if selected else results.find(CONFIG, overrides)  # fmt: skip
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
@@ -126,7 +127,8 @@ def curve_panels(records: list[dict]) -> dict[str, list[tuple[str, list]]]:
     fractions = sorted({r["labeled_fraction"] for r in records if r["labeled_fraction"] < 1.0})
     return {
         f"{fraction:.0%} labelled": [
-            (f"{r['method']} {r['ablation'].replace('- ', '')} s{r['seed']}", r["curve"])
+            (" ".join(part for part in (r["method"], r["ablation"].removeprefix("-").strip(), f"s{r['seed']}") if part),
+             r["curve"])
             for r in records
             if r["labeled_fraction"] in (fraction, 1.0) and r.get("curve")
         ]

@@ -8,21 +8,25 @@ if [ -x .venv/bin/trspose ] && .venv/bin/python -c "import trspose, torch, timm,
   exit 0
 fi
 echo "setting up .venv (first time: a few minutes)..." >&2
+had_venv=0
+if [ -d .venv ]; then had_venv=1; fi
 if [ "${TRSPOSE_SYSTEM_SITE_PACKAGES:-0}" = "1" ]; then
   python3 -m venv --system-site-packages .venv
 else
   python3 -m venv .venv
 fi
-# torch alone is several GB in the venv (a CUDA build on x86_64): say so when the disk is the reason pip failed.
+# torch alone is several GB in the venv (a CUDA build on x86_64), and pip unpacks it in a temporary folder first:
+# say so when the disk is the reason pip failed.
 need_gb=8
 if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[dev]"; }; then
-  free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
-  if [ "${free_gb:-0}" -lt "$need_gb" ]; then
-    echo "error: pip could not install the environment: ${free_gb} GB free on $(df -P . | awk 'NR==2 {print $6}'), about ${need_gb} GB needed; free some space and run again" >&2
+  # A venv this run created is half-installed (GBs): remove it before measuring what is free. An older one stays.
+  if [ "$had_venv" = 0 ]; then rm -rf .venv; fi
+  free_gb=$(df -Pk . 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}') || free_gb=""
+  if [ -n "$free_gb" ] && [ "$free_gb" -lt "$need_gb" ]; then
+    echo "error: pip could not install the environment: ${free_gb} GB free on the disk of $(pwd), about ${need_gb} GB needed (the venv and pip's temporary files); free some space and run again" >&2
   else
     echo "error: pip could not install the environment (see its message above); run 'bash scripts/setup_env.sh' again when fixed" >&2
   fi
-  rm -rf .venv
   exit 1
 fi
 echo "environment ready: .venv" >&2

@@ -117,8 +117,12 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
 
     real_run = runs.subprocess.run
 
-    def run_and_leave_a_note(*args, **kwargs):  # a person notes a pause in the segments file while it trains
-        done = real_run(*args, **kwargs)
+    def run_and_leave_a_note(
+        command, *args, **kwargs
+    ):  # a person notes a pause in the segments file meanwhile
+        done = real_run(command, *args, **kwargs)
+        if "train" not in command:
+            return done  # e.g. git, asked for the revision
         sittings = json.loads((runs_dir / "row.segments.json").read_text())
         sittings[-1]["note"] = "paused 300 s"
         (runs_dir / "row.segments.json").write_text(json.dumps(sittings))
@@ -188,3 +192,33 @@ def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     assert ssl_synthetic.gap_table_record(table, 0.05, 1, []) is None
     # a record without a learning curve cannot stand in for a row (the table draws its curve)
     assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=2000"]) is None
+
+
+def test_ssl_curve_panels_put_each_budget_beside_the_all_labels_runs():
+    import ssl_synthetic
+
+    def rec(method, ablation, fraction, seed):
+        return {
+            "method": method,
+            "ablation": ablation,
+            "labeled_fraction": fraction,
+            "seed": seed,
+            "curve": [[1, 0]],
+        }
+
+    records = [
+        rec("mean_teacher", "-", 0.01, 0),
+        rec("supervised", "- (gap table)", 0.01, 1),
+        rec("trs", "no MFL", 0.05, 1),
+        rec("supervised", "all labels (gap table)", 1.0, 0),
+        {**rec("dual", "-", 0.01, 0), "curve": []},  # nothing to draw
+    ]
+    panels = ssl_synthetic.curve_panels(records)
+    assert {name: [label for label, _ in curves] for name, curves in panels.items()} == {
+        "1% labelled": [
+            "mean_teacher s0",
+            "supervised (gap table) s1",
+            "supervised all labels (gap table) s0",
+        ],
+        "5% labelled": ["trs no MFL s1", "supervised all labels (gap table) s0"],
+    }

@@ -20,7 +20,9 @@ chmod +x .venv/bin/python
 """
 
 
-def _fake_df(free_kb: int) -> str:
+def _fake_df(free_kb: int | None) -> str:
+    if free_kb is None:
+        return "#!/bin/sh\necho 'df: cannot read table of mounted file systems' >&2\nexit 1\n"
     return (
         "#!/bin/sh\n"
         'echo "Filesystem 1024-blocks Used Available Capacity Mounted on"\n'
@@ -33,10 +35,12 @@ def _write_exe(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def _run_setup(tmp_path: Path, free_kb: int) -> subprocess.CompletedProcess:
+def _run_setup(tmp_path: Path, free_kb: int | None, had_venv: bool = False) -> subprocess.CompletedProcess:
     project = tmp_path / "project"
     (project / "scripts").mkdir(parents=True)
     shutil.copy(REPO / "scripts" / "setup_env.sh", project / "scripts" / "setup_env.sh")
+    if had_venv:  # an incomplete venv from before: the script must not delete what it did not make
+        (project / ".venv" / "lib").mkdir(parents=True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _write_exe(bin_dir / "python3", FAKE_PYTHON3)
@@ -52,18 +56,27 @@ def _run_setup(tmp_path: Path, free_kb: int) -> subprocess.CompletedProcess:
     ("free_gb", "expected"),
     [
         # The disk is the reason: name the free and the needed space.
-        (
-            3,
-            "error: pip could not install the environment: 3 GB free on /, about 8 GB needed; free some space",
-        ),
-        # Enough space: point at pip's own message instead of guessing.
+        (3, "error: pip could not install the environment: 3 GB free on the disk of "),
+        # Enough space, or df cannot tell: point at pip's own message instead of guessing.
         (60, "error: pip could not install the environment (see its message above)"),
+        (None, "error: pip could not install the environment (see its message above)"),
     ],
 )
-def test_failed_install_says_why_and_removes_the_venv(tmp_path, free_gb, expected):
-    result = _run_setup(tmp_path, free_kb=free_gb * 1024 * 1024)
+def test_failed_install_says_why_and_removes_the_venv_it_made(tmp_path, free_gb, expected):
+    result = _run_setup(tmp_path, free_kb=None if free_gb is None else free_gb * 1024 * 1024)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(expected)
-    assert ("GB free" in last) == (free_gb < 8)
+    if free_gb == 3:
+        assert last.endswith(
+            "about 8 GB needed (the venv and pip's temporary files); free some space and run again"
+        )
+    assert ("GB free" in last) == (free_gb == 3)
     assert not (tmp_path / "project" / ".venv").exists()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_failed_install_keeps_a_venv_that_was_there_before(tmp_path):
+    result = _run_setup(tmp_path, free_kb=60 * 1024 * 1024, had_venv=True)
+    assert result.returncode == 1
+    assert (tmp_path / "project" / ".venv" / "lib").is_dir()

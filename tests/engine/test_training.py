@@ -78,7 +78,7 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
     assert steps == list(range(1, 7))  # no duplicated records after the resume
     env = json.loads((tmp_path / "crashed" / "environment.json").read_text())
     assert [sitting["step"] for sitting in env["resumed"]] == [3]  # the start's environment stays on top
-    assert env["resumed"][0]["git_revision"] == env["git_revision"] and "versions" in env["resumed"][0]
+    assert env["resumed"][0]["git_revision"] and env["resumed"][0]["versions"] == env["versions"]
 
 
 def test_resume_refuses_a_changed_config_but_not_a_changed_worker_count(tmp_path):
@@ -239,3 +239,15 @@ def test_preview_heatmaps_sit_under_their_keypoints():
     y, x = np.unravel_index(big.argmax(), big.shape)
     expected = _zoom_points(keypoints)[0, :2]
     assert abs(x - expected[0]) <= 1 and abs(y - expected[1]) <= 1
+
+
+def test_a_resume_without_the_starts_environment_record_says_so(tmp_path):
+    from trspose.engine.run_folder import note_resumed_environment
+
+    note_resumed_environment(tmp_path, 250, torch.device("cpu"), 1)  # environment.json is missing
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert env["unknown_start"] is True and env["world_size"] == 1  # readers of the top level still work
+    assert [sitting["step"] for sitting in env["resumed"]] == [250]
+    note_resumed_environment(tmp_path, 500, torch.device("cpu"), 1)
+    env = json.loads((tmp_path / "environment.json").read_text())
+    assert [sitting["step"] for sitting in env["resumed"]] == [250, 500] and env["unknown_start"] is True

@@ -158,11 +158,13 @@ def note_resumed_environment(run_dir: Path, step: int, device: torch.device, wor
     """Add this sitting's environment (revision, versions, device) to the run's environment.json, under
     ``resumed``: the top-level fields stay those of the run's start, each resume appends ``{"step": ..., ...}``."""
     path = run_dir / "environment.json"
+    now = environment_record(device, world_size)
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        record = {}  # missing or unreadable: keep what can be kept, this sitting's environment
-    record.setdefault("resumed", []).append({"step": step, **environment_record(device, world_size)})
+        # missing or unreadable: the start's environment is lost; this sitting's stands in for it, marked so
+        record = {**now, "unknown_start": True}
+    record.setdefault("resumed", []).append({"step": step, **now})
     write_json(record, path)
 
 
