@@ -169,15 +169,13 @@ def run_and_record(
 ) -> dict:
     """Train (in a subprocess, so every run starts from a clean interpreter; with ``resume``, continue the run
     from its last checkpoint) and summarise the run folder."""
-    from trspose.engine.run_folder import git_revision
-
     run = REPO / output_dir / name
     command = train_command(config, name, output_dir, overrides, resume)
     # when each sitting started, beside the run folder (which --overwrite replaces)
     segments_file = run.parent / f"{name}.segments.json"
     segments = load_records(segments_file) if resume else []
     from_step = _checkpoint_step(run / "checkpoints" / "last.pt") if resume else 0
-    segments.append({"started": time.time(), "from_step": from_step, "git_revision": git_revision()})
+    segments.append({"started": time.time(), "from_step": from_step})
     run.parent.mkdir(parents=True, exist_ok=True)
     save_records(segments, segments_file)
     start = time.perf_counter()
@@ -197,6 +195,14 @@ def run_and_record(
     final = json.loads((run / "final_metrics.json").read_text())
     split = json.loads((run / "split.json").read_text()) if (run / "split.json").is_file() else {}
     env_record = json.loads((run / "environment.json").read_text())
+    # the code each sitting ran: the trainer notes it at the start and at every resume (environment.json)
+    revision_at = {0: env_record["git_revision"]} | {
+        r["step"]: r["git_revision"] for r in env_record.get("resumed", [])
+    }
+    segments = [
+        {**s, "git_revision": revision_at[s["from_step"]]} if s["from_step"] in revision_at else s
+        for s in segments
+    ]
     resolved = (run / "config.yaml").read_text()
     return {
         **labels,
