@@ -5,7 +5,7 @@
     python benchmarks/ssl_synthetic.py --table-only    # no training: the table and curves from the records
     python benchmarks/ssl_synthetic.py --extra train.steps=2000   # the same table at another budget (own rows)
 
-Each row trains configs/trs_resnet10t_fpn_96x64_synthetic.yaml with the overrides below, so all rows share the
+Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides below, so all rows share the
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_<steps>_steps_curves.png.
@@ -19,8 +19,8 @@ import argparse
 
 from runs import REPO, ResultsFile, name_part, plot_curves, resolved_config, summary_table
 
-CONFIG = "configs/trs_resnet10t_fpn_96x64_synthetic.yaml"
-SUPERVISED_CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"  # CONFIG's base
+CONFIG = "configs/trs_lite0_fpn_128x96_synthetic.yaml"
+SUPERVISED_CONFIG = "configs/supervised_lite0_fpn_128x96_synthetic.yaml"  # CONFIG's base
 NO_MFL = "model.mfl_levels=[]"
 
 # (method label, ablation label, overrides)

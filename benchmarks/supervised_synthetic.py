@@ -1,5 +1,7 @@
 """The labelled-data gap on the synthetic dataset: one model and schedule trained with all labels and with
-about 5% and 1% of the labelled person instances, several seeds each.
+about 5% and 1% of the labelled person instances, several seeds each, from ImageNet weights (the config's), plus
+the same model from random initialisation (``--random-init-fractions``, all labels by default): the ablation
+that shows what the ImageNet weights are worth.
 
     python benchmarks/supervised_synthetic.py                # the full table (see README for the time)
     python benchmarks/supervised_synthetic.py --quick        # minutes: tiny dataset, few steps
@@ -27,7 +29,8 @@ from runs import (
     summary_table,
 )
 
-CONFIG = "configs/supervised_resnet10t_fpn_96x64_synthetic.yaml"
+CONFIG = "configs/supervised_lite0_fpn_128x96_synthetic.yaml"
+RANDOM_INIT = "model.pretrained="  # the override that trains the config's model from random weights
 ROW_KEYS = ("train.seed", "data.split_seed", "data.labeled_fraction", "data.split_mode")  # what a row sets
 
 
@@ -37,6 +40,13 @@ def main() -> None:
     )
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.05, 0.01])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--random-init-fractions",
+        type=float,
+        nargs="*",
+        default=[1.0],
+        help="labelled fractions also trained from random initialisation (none: skip those rows)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny dataset and 60 steps: a smoke version")
     parser.add_argument("--out", default="benchmarks/results/supervised_synthetic.json")
     parser.add_argument(
@@ -54,18 +64,28 @@ def main() -> None:
         else []
     )
     current = []  # this invocation's rows: records whose run trained with exactly the row's config
-    for fraction in args.fractions:
+    rows = [("imagenet", f) for f in args.fractions] + [("random", f) for f in args.random_init_fractions]
+    for init, fraction in rows:
         for seed in args.seeds:
             subset = (
                 [] if fraction >= 1.0 else [f"data.labeled_fraction={fraction}", "data.split_mode=random"]
             )
-            suffix = "_quick" if args.quick else name_part(args.extra)
+            weights = [RANDOM_INIT] if init == "random" else []
+            suffix = ("_random_init" if weights else "") + ("_quick" if args.quick else name_part(args.extra))
             record = results.row(
                 config=CONFIG,
-                overrides=[*quick, *subset, f"train.seed={seed}", f"data.split_seed={seed}", *args.extra],
+                overrides=[
+                    *quick,
+                    *subset,
+                    f"train.seed={seed}",
+                    f"data.split_seed={seed}",
+                    *weights,
+                    *args.extra,
+                ],
                 name=lambda steps: f"gap_f{fraction:g}_s{seed}_{steps}steps{suffix}",  # noqa: B023 (called at once)
                 labels={
                     "method": "supervised",
+                    "init": init,
                     "labeled_fraction": fraction,
                     "seed": seed,
                     "extra": args.extra,
@@ -74,14 +94,16 @@ def main() -> None:
             )
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
-    print(summary_table(current, ["labeled_fraction", "num_labeled", "steps"]))
+    print(summary_table(current, ["init", "labeled_fraction", "num_labeled", "steps"]))
     drawn = [r for r in results.records if r["config"] == CONFIG and r.get("curve")]
     # a panel per budget and --extra: the seeds and labelled subsets of its rows together
     panels = curve_panels_by_config(
         drawn,
         base=resolved_config(CONFIG, []),
         row_keys=ROW_KEYS,
-        label=lambda r: f"{r['labeled_fraction']:.0%} labels s{r['seed']}",
+        label=lambda r: (
+            f"{'random init, ' if r.get('init') == 'random' else ''}{r['labeled_fraction']:.0%} labels s{r['seed']}"
+        ),
     )
     plot_curves(panels, out.with_name(out.stem + "_curves.png"))
 

@@ -3,8 +3,11 @@
     HF_HUB_OFFLINE=1 python benchmarks/throughput.py                      # all models, 128x96 and 256x192
     python benchmarks/throughput.py --models resnet10t,resnet50 --sizes 256x192 --iters 10
 
-For each model (``build_pose_model(backbone=name, num_keypoints=17, input_size=(h, w))``, default head,
-random weights) and input size it measures, on synthetic input tensors:
+    python benchmarks/throughput.py --models efficientnet_lite0,resnet10t --sizes 96x64,128x96 --head fpn \
+        --batch-size 32 --variants float32,channels_last,bf16,channels_last+bf16 --no-data
+
+For each model (``build_pose_model(backbone=name, num_keypoints=17, input_size=(h, w), head=--head)``, random
+weights), input size and variant it measures, on synthetic input tensors:
 
 * ``train``: forward + heatmap MSE loss + backward + Adam step (images/s), peak memory;
 * ``infer``: eval mode under ``torch.inference_mode()``, one forward per batch (images/s);
@@ -15,7 +18,10 @@ real training pipeline (``configs/synthetic_demo.yaml``, augmentation + heatmap 
 loader workers, with no model running, so a reader can tell whether the loader or the model bounds
 training speed.
 
-CPU runs in float32; CUDA runs under bf16 autocast. Peak memory: CUDA ``torch.cuda.max_memory_allocated``;
+Variants (``--variants``): ``float32``; ``channels_last`` (weights and inputs in NHWC memory format, as
+``model.channels_last``); ``bf16`` (bf16 autocast, as ``train.amp``; on a CPU without native bf16 units, no
+AVX512-BF16 or AMX, it is recorded as skipped: emulated bf16 was measured ~20x slower there); and combinations
+joined by ``+``. The default, ``auto``, is bf16 autocast on CUDA and float32 on CPU. Peak memory: CUDA ``torch.cuda.max_memory_allocated``;
 CPU the rise of the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` before
 each measurement; else ``psutil``/``ru_maxrss``, which can only grow) over the resident set before the
 measurement (after ``malloc_trim``), over warm-up and timed iterations -- activations, gradients and
@@ -178,18 +184,23 @@ class Bench:
         }
         self.records.append(row)
         shown = "skipped" if images_per_s is None else f"{images_per_s:8.2f} img/s"
-        print(f"  {benchmark:<13} {model or '-':<18} {size[0]}x{size[1]:<4} {shown}", flush=True)
+        variant = extra.get("variant", "")
+        print(
+            f"  {benchmark:<13} {model or '-':<18} {size[0]}x{size[1]:<4} {variant:<20} {shown}", flush=True
+        )
         return row
 
     def sync(self) -> None:
         if self.cuda:
             self.torch.cuda.synchronize(self.device)
 
-    def autocast(self):
+    def autocast(self, variant: str = "auto"):
         import contextlib
 
-        if self.cuda:
+        if self.cuda and (variant == "auto" or "bf16" in variant):
             return self.torch.autocast("cuda", dtype=self.torch.bfloat16)
+        if "bf16" in variant.split("+"):
+            return self.torch.autocast("cpu", dtype=self.torch.bfloat16)
         return contextlib.nullcontext()
 
     def memory_start(self) -> None:
@@ -231,10 +242,11 @@ class Bench:
 
     # --- models -----------------------------------------------------------------------------------------
 
-    def model_benchmarks(self, name: str, size: tuple[int, int]) -> None:
+    def model_benchmarks(self, name: str, size: tuple[int, int], variant: str = "auto") -> None:
         torch = self.torch
         from trspose.data.keypoints import SPECS
         from trspose.engine.evaluate import predict_heatmaps
+        from trspose.engine.trainer import cpu_has_bf16_units
         from trspose.methods.losses import heatmap_mse
         from trspose.models import build_pose_model
 
@@ -242,9 +254,16 @@ class Bench:
         bs = args.batch_size
         h, w = size
         flip_index = SPECS["coco17"].flip_index()
-        model = build_pose_model(backbone=name, num_keypoints=NUM_KEYPOINTS, input_size=(h, w)).to(
-            self.device
-        )
+        parts = variant.split("+")
+        if "bf16" in parts and not self.cuda and not cpu_has_bf16_units():
+            reason = "skipped: this CPU has no native bf16 units (AVX512-BF16 or AMX); emulated bf16 is ~20x slower"
+            for benchmark in ("train", "infer", "infer_flip"):
+                self.record(benchmark, name, size, bs, None, None, skipped=reason, variant=variant)
+            return
+        model = build_pose_model(
+            backbone=name, num_keypoints=NUM_KEYPOINTS, input_size=(h, w), head=args.head,
+            channels_last="channels_last" in parts,
+        ).to(self.device)  # fmt: skip
         params_m = sum(p.numel() for p in model.parameters()) / 1e6
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         generator = torch.Generator().manual_seed(0)
@@ -255,11 +274,13 @@ class Bench:
             "params_m": round(params_m, 2),
             "iters": args.iters,
             "warmup": args.warmup,
-            "dtype": "bf16 autocast" if self.cuda else "float32",
+            "dtype": "bf16 autocast" if (self.cuda and variant == "auto") or "bf16" in parts else "float32",
+            "variant": variant,
+            "head": args.head,
         }
 
         def train_step(x=images, t=targets, wt=weight) -> None:
-            with self.autocast():
+            with self.autocast(variant):
                 loss = heatmap_mse(model(x).heatmaps, t, wt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -316,7 +337,7 @@ class Bench:
         for benchmark, flip in (("infer", None), ("infer_flip", flip_index)):
 
             def infer_step(flip=flip) -> None:
-                with torch.inference_mode(), self.autocast():
+                with torch.inference_mode(), self.autocast(variant):
                     predict_heatmaps(model, images, flip)
 
             result = self.measure(infer_step, args.warmup, args.iters)
@@ -417,8 +438,8 @@ class Bench:
 
 def markdown_table(records: list[dict]) -> str:
     lines = [
-        "| benchmark | model | input | batch | images/s | peak MB | load 1m | note |",
-        "|---|---|---|---|---:|---:|---:|---|",
+        "| benchmark | model | input | variant | batch | images/s | peak MB | load 1m | note |",
+        "|---|---|---|---|---|---:|---:|---:|---|",
     ]
     for r in records:
         ips = "-" if r["images_per_s"] is None else f"{r['images_per_s']:.1f}"
@@ -430,7 +451,7 @@ def markdown_table(records: list[dict]) -> str:
             note = f"{r['workers']} workers"
         h, w = r["input_size"]
         lines.append(
-            f"| {r['benchmark']} | {r['model'] or '-'} | {h}x{w} | {r['batch_size']} | {ips} | {mem} "
+            f"| {r['benchmark']} | {r['model'] or '-'} | {h}x{w} | {r.get('variant', '-')} | {r['batch_size']} | {ips} | {mem} "
             f"| {r['load_avg_1m']} | {note} |"
         )
     return "\n".join(lines)
@@ -454,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default="128x96,256x192", help="comma-separated HxW input sizes")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--head", default="auto", help="main head: auto, deconv, conv or fpn")
+    parser.add_argument(
+        "--variants",
+        default="auto",
+        help="comma-separated: auto, float32, channels_last, bf16 and '+' combinations (e.g. channels_last+bf16)",
+    )
     parser.add_argument("--iters", type=int, default=5, help="timed iterations (after --warmup)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -491,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; valid: {', '.join(BACKBONES)}")
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = [
+        v for v in variants if v != "auto" and not set(v.split("+")) <= {"float32", "channels_last", "bf16"}
+    ]
+    if bad:
+        parser.error(f"unknown variant(s) {bad}; use auto, float32, channels_last, bf16 or '+' combinations")
     args.guard_models = {m.strip() for m in args.guard_models.split(",") if m.strip()}
     args.data_workers = [int(n) for n in args.data_workers.split(",") if n.strip()]
     command = (
@@ -520,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         notes = (
             f"Random weights and random input tensors for train/infer (heatmap MSE + Adam lr 1e-3); "
             f"{args.warmup} warm-up + {args.iters} timed iterations; "
-            f"{'bf16 autocast' if bench.cuda else 'float32'}. infer_flip = two forwards per batch "
+            f"variants {', '.join(variants)} (auto: {'bf16 autocast' if bench.cuda else 'float32'}); head {args.head}. infer_flip = two forwards per batch "
             f"(predict_heatmaps with the COCO-17 flip index); its images/s counts each image once. "
             f"peak_memory_mb: {memory}. data_loading: configs/synthetic_demo.yaml training pipeline "
             f"(augmentation + heatmap targets), batch {args.data_batch_size}, {args.data_batches} batches timed from iter() "
@@ -544,8 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         for name in models:
             print(f"{name} {size[0]}x{size[1]}", flush=True)
-            bench.model_benchmarks(name, size)
-            save(final=False)
+            for variant in variants:
+                bench.model_benchmarks(name, size, variant)
+                save(final=False)
 
     save(final=True)
     print()

