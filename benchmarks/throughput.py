@@ -20,8 +20,9 @@ training speed.
 
 Variants (``--variants``): ``float32``; ``channels_last`` (weights and inputs in NHWC memory format, as
 ``model.channels_last``); ``bf16`` (bf16 autocast, as ``train.amp``; on a CPU without native bf16 units, no
-AVX512-BF16 or AMX, it is recorded as skipped: emulated bf16 was measured ~20x slower there); and combinations
-joined by ``+``. The default, ``auto``, is bf16 autocast on CUDA and float32 on CPU. Peak memory: CUDA ``torch.cuda.max_memory_allocated``;
+AVX512-BF16 or AMX, it is recorded as skipped: emulated bf16 was measured ~20x slower there); ``compile``
+(``torch.compile`` of the model, compiled during the warm-up iterations, which are not timed; the compile time is
+recorded); and combinations joined by ``+``. The default, ``auto``, is bf16 autocast on CUDA and float32 on CPU. Peak memory: CUDA ``torch.cuda.max_memory_allocated``;
 CPU the rise of the process's peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` before
 each measurement; else ``psutil``/``ru_maxrss``, which can only grow) over the resident set before the
 measurement (after ``malloc_trim``), over warm-up and timed iterations -- activations, gradients and
@@ -223,9 +224,11 @@ class Bench:
         time in the timed part: about ``threads`` when it had the cores to itself, less when other jobs
         took them."""
         self.memory_start()
+        warm_start = time.perf_counter()
         for _ in range(warmup):
             step()
         self.sync()
+        warmup_s = time.perf_counter() - warm_start  # includes torch.compile's compilation
         usage = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         for _ in range(iters):
@@ -238,6 +241,7 @@ class Bench:
             "seconds_per_iter": seconds,
             "peak_mb": self.memory_stop(),
             "cpu_util": round(cpu / (seconds * iters), 2),
+            "warmup_s": round(warmup_s, 2),
         }
 
     # --- models -----------------------------------------------------------------------------------------
@@ -264,6 +268,8 @@ class Bench:
             backbone=name, num_keypoints=NUM_KEYPOINTS, input_size=(h, w), head=args.head,
             channels_last="channels_last" in parts,
         ).to(self.device)  # fmt: skip
+        compiled = "compile" in parts
+        network = torch.compile(model) if compiled else model
         params_m = sum(p.numel() for p in model.parameters()) / 1e6
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         generator = torch.Generator().manual_seed(0)
@@ -281,7 +287,7 @@ class Bench:
 
         def train_step(x=images, t=targets, wt=weight) -> None:
             with self.autocast(variant):
-                loss = heatmap_mse(model(x).heatmaps, t, wt)
+                loss = heatmap_mse(network(x).heatmaps, t, wt)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -328,6 +334,7 @@ class Bench:
             result["peak_mb"],
             seconds_per_iter=round(result["seconds_per_iter"], 3),
             cpu_util=result["cpu_util"],
+            warmup_s=result["warmup_s"],
             **extra,
         )
         optimizer.zero_grad(set_to_none=True)
@@ -338,7 +345,7 @@ class Bench:
 
             def infer_step(flip=flip) -> None:
                 with torch.inference_mode(), self.autocast(variant):
-                    predict_heatmaps(model, images, flip)
+                    predict_heatmaps(network, images, flip)
 
             result = self.measure(infer_step, args.warmup, args.iters)
             self.record(
@@ -350,6 +357,7 @@ class Bench:
                 result["peak_mb"],
                 seconds_per_iter=round(result["seconds_per_iter"], 3),
                 cpu_util=result["cpu_util"],
+                warmup_s=result["warmup_s"],
                 **extra,
             )
 
@@ -523,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         v for v in variants if v != "auto" and not set(v.split("+")) <= {"float32", "channels_last", "bf16"}
     ]
     if bad:
-        parser.error(f"unknown variant(s) {bad}; use auto, float32, channels_last, bf16 or '+' combinations")
+        parser.error(
+            f"unknown variant(s) {bad}; use auto, float32, channels_last, bf16, compile or '+' combinations"
+        )
     args.guard_models = {m.strip() for m in args.guard_models.split(",") if m.strip()}
     args.data_workers = [int(n) for n in args.data_workers.split(",") if n.strip()]
     command = (

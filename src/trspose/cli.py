@@ -1,4 +1,4 @@
-"""Command line: ``trspose {train,eval,predict,make-dataset,dataset-path,preview-dataset,preview-training}``. No logic lives here.
+"""Command line: ``trspose {train,eval,predict,export,make-dataset,dataset-path,preview-dataset,preview-training}``. No logic lives here.
 
 Every user-facing problem is a ``TrsposeError``: printed as one ``error: ...`` line, exit status 2.
 """
@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from trspose.errors import TrsposeError
+from trspose.errors import ConfigError, TrsposeError
 from trspose.paths import configure_body_model_cache
 
 
@@ -38,18 +38,47 @@ def _parser() -> argparse.ArgumentParser:
         "--overlays", help="also draw the predicted skeletons of the first images into this folder"
     )
     p.add_argument("--num-overlays", type=int, default=12, help="images drawn with --overlays")
+    p.add_argument(
+        "--per-keypoint",
+        metavar="DIR",
+        help="per-keypoint OKS, PCK@0.05/0.1, crop-pixel error and left/right swap rate: table, "
+        "DIR/per_keypoint.json and DIR/per_keypoint.png",
+    )
+    p.add_argument(
+        "--worst",
+        nargs=2,
+        metavar=("N", "DIR"),
+        help="DIR/worst.png: the N lowest-OKS people, prediction beside ground truth (semi-supervised "
+        "checkpoints: also DIR/worst_pseudo_labels.png, the teacher on training people)",
+    )
 
     p = sub.add_parser(
         "predict", help="predict skeletons on images; writes predictions.json and PNG overlays"
     )
-    p.add_argument("checkpoint")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
-    p.add_argument("--boxes", help="JSON of person boxes per file name; without it each image is one person")
+    p.add_argument(
+        "checkpoint", help="a checkpoint (.pt) or an exported model.onnx (its model.json beside it)"
+    )
+    p.add_argument(
+        "inputs", nargs="+", help="image files, folders of images, and/or video files (.mp4, .avi, .mov, ...)"
+    )
+    p.add_argument(
+        "--boxes",
+        help="JSON of person boxes per file name (images) or per frame index (one video); without it each image "
+        "is one person, and a video's person is followed from frame to frame",
+    )
+    p.add_argument("--every", type=int, default=1, help="videos: predict every Nth frame")
+    p.add_argument("--max-frames", type=int, default=0, help="videos: at most N predicted frames; 0: all")
     p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
     p.add_argument("--score-threshold", type=float, default=0.3, help="hide keypoints scored below this")
     p.add_argument(
         "--max-images", type=int, default=0, help="only the first N images (sorted by name); 0: all"
     )
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (model.onnx + model.json sidecar)")
+    p.add_argument("checkpoint")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    p.add_argument("--out", help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 18)")
 
     p = sub.add_parser("make-dataset", help="generate the built-in synthetic people dataset (COCO format)")
     p.add_argument("--size", default="demo", help="tiny, demo or default")
@@ -94,13 +123,27 @@ def _run(args: argparse.Namespace) -> None:
         jobs.evaluate(
             args.checkpoint, annotations=args.annotations, images=args.images, boxes=args.boxes,
             flip_test=False if args.no_flip else None, results_out=args.results, overlays=args.overlays,
-            num_overlays=args.num_overlays,
+            num_overlays=args.num_overlays, per_keypoint=args.per_keypoint, worst=_worst(args.worst),
         )  # fmt: skip
     elif args.command == "predict":
         from trspose.engine import jobs
+        from trspose.engine.video import is_video, predict_video
 
-        jobs.predict_images(args.checkpoint, args.inputs, boxes=args.boxes, out_dir=args.out,
-                            score_threshold=args.score_threshold, max_images=args.max_images)  # fmt: skip
+        videos = [path for path in args.inputs if is_video(path)]
+        images = [path for path in args.inputs if not is_video(path)]
+        if args.boxes and videos and (images or len(videos) > 1):
+            raise ConfigError("--boxes with videos is per frame of one video: give that video alone")
+        for video in videos:
+            predict_video(args.checkpoint, video, out_dir=args.out, boxes=args.boxes, every=args.every,
+                          max_frames=args.max_frames, score_threshold=args.score_threshold)  # fmt: skip
+        if images:
+            jobs.predict_images(args.checkpoint, images, boxes=args.boxes, out_dir=args.out,
+                                score_threshold=args.score_threshold, max_images=args.max_images)  # fmt: skip
+    elif args.command == "export":
+        from trspose.export import export_onnx
+
+        path = export_onnx(args.checkpoint, args.out, opset=args.opset)
+        print(f"wrote {path} and {path.with_suffix('.json')}")
     elif args.command == "make-dataset":
         from trspose.data.synthetic import ensure_dataset
 
@@ -124,6 +167,15 @@ def _run(args: argparse.Namespace) -> None:
             print(f"wrote {path}")
     elif args.command == "preview-dataset":
         _preview(Path(args.root), Path(args.out), args.split, args.num_images)
+
+
+def _worst(values: list[str] | None) -> tuple[int, str] | None:
+    if values is None:
+        return None
+    count, folder = values
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"--worst N DIR: N must be a positive whole number, got {count!r}")
+    return int(count), folder
 
 
 def _preview(root: Path, out: Path, split: str, num_images: int) -> None:

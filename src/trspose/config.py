@@ -174,7 +174,7 @@ class EvalConfig:
     decode: str = "dark"
     """Heatmap decoding: 'dark' (sub-pixel, Zhang et al. 2020) or 'argmax'."""
     max_images: int = 0
-    """Evaluate on at most this many validation images (0: all)."""
+    """Evaluate on the first N validation images by id, ground truth and predictions alike (0: all)."""
 
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.

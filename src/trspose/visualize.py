@@ -6,13 +6,14 @@ visibility flag (0 unlabelled, 1 occluded, 2 visible) or a confidence score.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from trspose.data.coco import load_image, read_keypoint_file
 from trspose.data.keypoints import COCO17, KeypointSpec
+from trspose.errors import DataError
 
 LEFT_COLOUR = (60, 60, 255)  # BGR red: the person's left side
 RIGHT_COLOUR = (255, 140, 40)  # BGR blue: the person's right side
@@ -63,18 +64,30 @@ def _point(xyv: np.ndarray) -> tuple[int, int]:
 
 
 def make_grid(images: list[np.ndarray], columns: int = 4, gap: int = 2) -> np.ndarray:
-    """Tile same-size-or-not images (resized to the first one's size) into one image."""
+    """Tile images into one, each cell the first image's size: other sizes are letterboxed into the cell
+    (scaled to fit, aspect ratio kept, centred on white), so portrait pictures are not squashed."""
     height, width = images[0].shape[:2]
     rows = (len(images) + columns - 1) // columns
     grid = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap, 3), 255, np.uint8)
     for i, image in enumerate(images):
-        if image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         r, c = divmod(i, columns)
-        grid[
-            r * (height + gap) : r * (height + gap) + height, c * (width + gap) : c * (width + gap) + width
-        ] = image
+        top, left = r * (height + gap), c * (width + gap)
+        grid[top : top + height, left : left + width] = letterbox(image, height, width)
     return grid
+
+
+def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` scaled to fit (height, width) with its aspect ratio kept, centred on white."""
+    if image.shape[:2] == (height, width):
+        return image
+    scale = min(height / image.shape[0], width / image.shape[1])
+    new_h, new_w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    cell = np.full((height, width, 3), 255, np.uint8)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    cell[top : top + new_h, left : left + new_w] = resized
+    return cell
 
 
 def save_grid(
@@ -128,15 +141,25 @@ def preview_dataset(
     num_images: int = 12,
     input_size: tuple[int, int] = (256, 192),
 ) -> list[Path]:
-    """Write `preview_<split>_images.png` (full images) and `preview_<split>_crops.png` (top-down crops)."""
+    """Write `preview_<split>_images.png` (full images) and `preview_<split>_crops.png` (top-down crops).
+
+    ``root`` is a dataset in COCO layout (``annotations/person_keypoints_<split>.json``, ``images/<split>/``);
+    the annotation file is checked whole first, and a missing or unreadable image is a one-line DataError.
+    """
     root, out_dir = Path(root), Path(out_dir)
-    data = json.loads((root / "annotations" / f"person_keypoints_{split}.json").read_text())
+    ann_path = root / "annotations" / f"person_keypoints_{split}.json"
+    if not ann_path.is_file():
+        raise DataError(
+            f"{root}: not a dataset in COCO layout (no annotations/person_keypoints_{split}.json); "
+            f"pass a folder holding annotations/person_keypoints_{split}.json and images/{split}/"
+        )
+    data = read_keypoint_file(ann_path, COCO17)
     by_image: dict[int, list[dict]] = {}
     for annotation in data["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
     images, crops = [], []
     for info in data["images"][:num_images]:
-        image = cv2.imread(str(root / "images" / split / info["file_name"]))
+        image = cv2.cvtColor(load_image(root / "images" / split / info["file_name"]), cv2.COLOR_RGB2BGR)
         drawn = image
         for annotation in by_image.get(info["id"], []):
             keypoints = np.array(annotation["keypoints"], float).reshape(-1, 3)

@@ -93,7 +93,7 @@ def test_detector_boxes_replace_ground_truth(tmp_path):
 def test_wrong_keypoint_count_names_annotation(tmp_path):
     ann = {"id": 77, "image_id": 1, "bbox": [1, 1, 5, 5], "num_keypoints": 1, "keypoints": keypoint_list(16)}
     ann_file, images_dir = write_coco(tmp_path, [ann])
-    with pytest.raises(DataError, match=r"annotation id 77 has 48 keypoint values, expected 51"):
+    with pytest.raises(DataError, match=r"annotation id 77: keypoints must be 51 numbers, got a list of 48"):
         load_coco_instances(ann_file, images_dir, COCO17)
 
 
@@ -151,8 +151,12 @@ def test_image_folder_with_and_without_boxes(tmp_path):
     single, names = load_image_folder_with_boxes([tmp_path / "b.jpg"])  # files work as well as folders
     assert names == {1: "b.jpg"} and single[0].image_path == tmp_path / "b.jpg"
     boxes.write_text(json.dumps({"c.jpg": [[1, 2, 10, 20]]}))
-    with pytest.raises(DataError, match="names image 'c.jpg'"):
+    with pytest.raises(DataError, match="names none of the input images"):
         load_image_folder_with_boxes(tmp_path, boxes)
+    # a dataset-wide detections file works on a subset of its images
+    boxes.write_text(json.dumps({"c.jpg": [[1, 2, 10, 20]], "a.png": [[0, 0, 5, 5, 0.7]]}))
+    subset, _ = load_image_folder_with_boxes([tmp_path / "a.png"], boxes)
+    assert [(i.image_path.name, i.box_score) for i in subset] == [("a.png", 0.7)]
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no .jpg or .png images"):
         load_image_folder_with_boxes(tmp_path / "empty")
@@ -160,3 +164,16 @@ def test_image_folder_with_and_without_boxes(tmp_path):
         load_image_folder_with_boxes([tmp_path / "notes.txt"])
     with pytest.raises(DataError, match="missing: no such image or folder"):
         load_image_folder_with_boxes([tmp_path / "missing"])
+
+
+def test_whole_image_box_follows_the_exif_orientation_opencv_applies(tmp_path):
+    """A phone photo stored sideways (EXIF orientation 6) is decoded upright: its whole-image box must be too."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    (instance,), _ = load_image_folder_with_boxes([tmp_path / "phone.jpg"])
+    height, width = load_image(tmp_path / "phone.jpg").shape[:2]
+    assert (height, width) == (40, 20)
+    np.testing.assert_allclose(instance.box, [0, 0, width, height])

@@ -180,7 +180,7 @@ def test_results_json_round_trip_and_errors(tmp_path):
     assert load_results_json(path) == results
     assert not list(path.parent.glob("*.tmp"))
     for text, match in [
-        ("{not json", "not valid JSON"),
+        ("{not json", "malformed JSON"),
         ('{"a": 1}', "JSON list"),
         ('[{"image_id": 1}]', "lacks"),
         ('[{"image_id": 1, "category_id": 1, "keypoints": [1, 2], "score": 1}]', "flat"),

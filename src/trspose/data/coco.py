@@ -19,13 +19,20 @@ from typing import Any
 import cv2
 import numpy as np
 
+from trspose.data.coco_checks import (
+    PERSON_CATEGORY_ID,
+    check_box,
+    check_detections,
+    check_keypoint_file,
+    check_number,
+    require_object,
+)
 from trspose.data.keypoints import COCO17, KeypointSpec
 from trspose.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-PERSON_CATEGORY_ID = 1
 
 
 @dataclass
@@ -67,14 +74,9 @@ def read_json(path: Path | str, what: str) -> Any:
         ) from None
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read {what} ({error}); check the file and its permissions") from None
-
-
-def _require_keys(entry: Any, keys: tuple[str, ...], where: str, path: Path) -> None:
-    if not isinstance(entry, dict):
-        raise DataError(f"{path}: {where} is not a JSON object; expected a COCO-format file")
-    missing = [key for key in keys if key not in entry]
-    if missing:
-        raise DataError(f"{path}: {where} lacks key(s) {', '.join(missing)}; expected a COCO-format file")
+    except (ValueError, RecursionError) as error:  # e.g. an integer of over 4300 digits, nesting too deep
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise DataError(f"{path}: unreadable JSON ({message}); fix or re-create the {what}") from None
 
 
 def clip_box(box: Any, width: float, height: float) -> np.ndarray | None:
@@ -87,32 +89,11 @@ def clip_box(box: Any, width: float, height: float) -> np.ndarray | None:
     return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)
 
 
-def _index_images(data: dict, path: Path) -> dict[int, dict]:
-    images = {}
-    for position, image in enumerate(data["images"]):
-        _require_keys(image, ("id", "file_name", "width", "height"), f"images[{position}]", path)
-        images[int(image["id"])] = image
-    return images
-
-
-def _person_category(data: dict) -> int | None:
-    """The id of the 'person' category when the file lists one (keypoint files do)."""
-    for category in data.get("categories") or []:
-        if isinstance(category, dict) and category.get("name") == "person":
-            return int(category["id"])
-    return None
-
-
-def _parse_keypoints(ann: dict, spec: KeypointSpec, path: Path) -> np.ndarray:
-    values = ann.get("keypoints")
-    expected = 3 * spec.num_keypoints
-    if not isinstance(values, list) or len(values) != expected:
-        count = len(values) if isinstance(values, list) else 0
-        raise DataError(
-            f"{path}: annotation id {ann['id']} has {count} keypoint values, expected {expected} "
-            f"({spec.num_keypoints} keypoints x 3); use the keypoint spec that matches this file"
-        )
-    return np.asarray(values, dtype=np.float32).reshape(spec.num_keypoints, 3)
+def read_keypoint_file(ann_file: Path | str, spec: KeypointSpec) -> dict:
+    """A COCO person-keypoints file, read and checked whole (``coco_checks.check_keypoint_file``): the person
+    annotations, completed and normalised, with the images and the person category."""
+    path = Path(ann_file)
+    return check_keypoint_file(read_json(path, "annotation file"), path, spec.num_keypoints)
 
 
 def load_coco_instances(
@@ -126,23 +107,22 @@ def load_coco_instances(
 ) -> list[PersonInstance]:
     """Person instances from a COCO person-keypoints file, in annotation-file order.
 
-    Skipped, as COCO training does: crowd annotations (``iscrowd=1``), annotations without labelled
-    keypoints (when ``require_keypoints``), and boxes with no area left after clipping to the image;
-    the skip counts are logged. With ``boxes_file`` (COCO detection results), the detector's boxes
-    scoring at least ``min_box_score`` replace the ground truth and keypoints are all zero.
+    The whole file (and ``boxes_file``) is checked first, and every image an instance needs must exist and be
+    non-empty, so bad input stops here rather than deep inside training or evaluation. Skipped, as COCO
+    training does: crowd annotations (``iscrowd=1``), annotations without labelled keypoints (when
+    ``require_keypoints``), and boxes with no area left after clipping to the image; the skip counts are
+    logged. With ``boxes_file`` (COCO detection results), the detector's boxes scoring at least
+    ``min_box_score`` replace the ground truth and keypoints are all zero.
     """
     ann_path, image_root = Path(ann_file), Path(image_root)
-    data = read_json(ann_path, "annotation file")
-    _require_keys(data, ("images", "annotations"), "the top level", ann_path)
-    images = _index_images(data, ann_path)
+    data = read_keypoint_file(ann_path, spec)
+    images = {image["id"]: image for image in data["images"]}
     if not image_root.is_dir():
         raise DataError(
             f"{image_root}: image folder not found; pass the folder that holds {ann_path.name}'s images"
         )
     if boxes_file is not None:
-        instances = _instances_from_detections(
-            Path(boxes_file), images, image_root, spec, min_box_score, ann_path
-        )
+        instances = _instances_from_detections(Path(boxes_file), images, image_root, spec, min_box_score)
     else:
         instances = _instances_from_annotations(data, images, image_root, spec, require_keypoints, ann_path)
     if not instances:
@@ -151,12 +131,23 @@ def load_coco_instances(
             f"{source}: no usable person instances; check that it is a COCO person-keypoints file "
             "(or detection results for the same images) and the filters (min_box_score, require_keypoints)"
         )
-    first = instances[0].image_path
-    if not first.is_file():
-        raise DataError(
-            f"{first}: image not found; check that image_root ({image_root}) matches {ann_path.name}"
-        )
+    _check_image_files(instances, image_root, ann_path)
     return instances
+
+
+def _check_image_files(instances: list[PersonInstance], image_root: Path, ann_path: Path) -> None:
+    """Every image an instance needs exists and is not empty (a stat per image: cheap next to training)."""
+    for image_path in dict.fromkeys(inst.image_path for inst in instances):
+        try:
+            size = image_path.stat().st_size if image_path.is_file() else None
+        except (OSError, ValueError):
+            size = None
+        if size is None:
+            raise DataError(
+                f"{image_path}: image not found; check that image_root ({image_root}) matches {ann_path.name}"
+            )
+        if size == 0:
+            raise DataError(f"{image_path}: empty image file (0 bytes); re-download or re-encode the image")
 
 
 def _instances_from_annotations(
@@ -167,33 +158,24 @@ def _instances_from_annotations(
     require_keypoints: bool,
     path: Path,
 ) -> list[PersonInstance]:
-    person = _person_category(data)
     instances: list[PersonInstance] = []
     skipped = {"crowd": 0, "no keypoints": 0, "empty box": 0}
-    for position, ann in enumerate(data["annotations"]):
-        _require_keys(ann, ("id", "image_id", "bbox", "keypoints"), f"annotations[{position}]", path)
-        if person is not None and int(ann.get("category_id", person)) != person:
-            continue
-        if ann.get("iscrowd", 0):
+    for ann in data["annotations"]:  # checked: person annotations with every field present
+        if ann["iscrowd"]:
             skipped["crowd"] += 1
             continue
-        keypoints = _parse_keypoints(ann, spec, path)
-        if require_keypoints and ann.get("num_keypoints", int((keypoints[:, 2] > 0).sum())) == 0:
+        if require_keypoints and ann["num_keypoints"] == 0:
             skipped["no keypoints"] += 1
             continue
-        image = images.get(int(ann["image_id"]))
-        if image is None:
-            raise DataError(
-                f"{path}: annotation id {ann['id']} refers to image_id {ann['image_id']}, which is not in 'images'"
-            )
+        image = images[ann["image_id"]]
         box = clip_box(ann["bbox"], image["width"], image["height"])
         if box is None:
             skipped["empty box"] += 1
             continue
-        area = float(ann.get("area", box[2] * box[3]))
+        keypoints = np.asarray(ann["keypoints"], dtype=np.float32).reshape(spec.num_keypoints, 3)
         instances.append(
             PersonInstance(
-                int(image["id"]), int(ann["id"]), image_root / image["file_name"], box, keypoints, 1.0, area
+                image["id"], ann["id"], image_root / image["file_name"], box, keypoints, 1.0, ann["area"]
             )
         )
     if skipped["empty box"]:
@@ -205,33 +187,15 @@ def _instances_from_annotations(
 
 
 def _instances_from_detections(
-    path: Path,
-    images: dict[int, dict],
-    image_root: Path,
-    spec: KeypointSpec,
-    min_box_score: float,
-    ann_path: Path,
+    path: Path, images: dict[int, dict], image_root: Path, spec: KeypointSpec, min_box_score: float
 ) -> list[PersonInstance]:
-    detections = read_json(path, "boxes file")
-    if not isinstance(detections, list):
-        raise DataError(
-            f"{path}: expected a COCO detection-results list [{{image_id, category_id, bbox, score}}, ...]"
-        )
+    detections = check_detections(read_json(path, "boxes file"), path, set(images))
     instances: list[PersonInstance] = []
     empty = 0
     for position, det in enumerate(detections):
-        _require_keys(det, ("image_id", "bbox", "score"), f"entry {position}", path)
-        if (
-            int(det.get("category_id", PERSON_CATEGORY_ID)) != PERSON_CATEGORY_ID
-            or det["score"] < min_box_score
-        ):
+        if det["category_id"] != PERSON_CATEGORY_ID or det["score"] < min_box_score:
             continue
-        image = images.get(int(det["image_id"]))
-        if image is None:
-            raise DataError(
-                f"{path}: entry {position} has image_id {det['image_id']}, which is not in {ann_path}; "
-                "use detection results for the same split"
-            )
+        image = images[det["image_id"]]
         box = clip_box(det["bbox"], image["width"], image["height"])
         if box is None:
             empty += 1
@@ -239,8 +203,8 @@ def _instances_from_detections(
         keypoints = np.zeros((spec.num_keypoints, 3), dtype=np.float32)
         instances.append(
             PersonInstance(
-                int(image["id"]), position + 1, image_root / image["file_name"], box, keypoints,
-                float(det["score"]), float(box[2] * box[3]),
+                image["id"], position + 1, image_root / image["file_name"], box, keypoints, det["score"],
+                float(box[2] * box[3]),
             )
         )  # fmt: skip
     if empty:
@@ -270,8 +234,13 @@ def load_image(path: Path | str) -> np.ndarray:
         raise DataError(
             f"{path}: cannot read image ({error.strerror}); check the file and its permissions"
         ) from None
+    if not data:
+        raise DataError(f"{path}: empty image file (0 bytes); re-download or re-encode the image")
     _check_image_bytes(data, path)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV raises for some malformed headers instead of returning None
+        image = None
     if image is None or image.size == 0:
         raise DataError(
             f"{path}: not a readable image (corrupt or unsupported format); re-encode it as JPEG or PNG"
@@ -279,22 +248,33 @@ def load_image(path: Path | str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB
 
 
+EXIF_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
 def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, reading only its header when Pillow is available."""
+    """(height, width) of an image file as :func:`load_image` will decode it, reading only its header when
+    Pillow is available. OpenCV turns JPEGs upright by their EXIF orientation, so a phone photo stored
+    sideways has its header's width and height swapped."""
     try:
         from PIL import Image
 
         with Image.open(path) as image:
             width, height = image.size
+            if image.format == "JPEG" and image.getexif().get(0x0112) in EXIF_TRANSPOSED:
+                width, height = height, width
         return int(height), int(width)
     except ImportError:  # pragma: no cover - Pillow ships with torchvision
         return load_image(path).shape[:2]
-    except OSError:
+    except Exception:  # Pillow raises OSError, but also ValueError, DecompressionBombError, ... on bad files
         raise DataError(f"{path}: not a readable image; re-encode it as JPEG or PNG or remove it") from None
 
 
 def _read_folder_boxes(boxes_json: Path, names: set[str]) -> dict[str, list[tuple[list[float], float]]]:
-    """Boxes per file name from ``{name: [[x,y,w,h(,score)], ...]}`` or a detection list with file names."""
+    """Boxes per file name from ``{name: [[x,y,w,h(,score)], ...]}`` or a detection list with file names.
+
+    The file may name more images than were given (a dataset-wide detections file used on some of its
+    images); those are checked but not used. A file that names none of the given images is an error.
+    """
     data = read_json(boxes_json, "boxes file")
     boxes: dict[str, list[tuple[list[float], float]]] = {}
     if isinstance(data, dict):
@@ -306,36 +286,34 @@ def _read_folder_boxes(boxes_json: Path, names: set[str]) -> dict[str, list[tupl
                     f"{boxes_json}: boxes for {name!r} must be a list of [x, y, w, h] or [x, y, w, h, score]"
                 )
             boxes[name] = [
-                _box_and_score(e[:4], e[4] if len(e) == 5 else 1.0, boxes_json, name) for e in entries
+                _box_and_score(e[:4], e[4] if len(e) == 5 else 1.0, boxes_json, repr(name)) for e in entries
             ]
     elif isinstance(data, list):
         for position, det in enumerate(data):
-            _require_keys(det, ("file_name", "bbox"), f"entry {position}", boxes_json)
+            where = f"entry {position}"
+            require_object(det, ("file_name", "bbox"), boxes_json, where)
+            if not isinstance(det["file_name"], str):
+                raise DataError(f"{boxes_json}: {where}: file_name must be a string (the image's file name)")
             boxes.setdefault(det["file_name"], []).append(
-                _box_and_score(det["bbox"], det.get("score", 1.0), boxes_json, f"entry {position}")
+                _box_and_score(det["bbox"], det.get("score", 1.0), boxes_json, where)
             )
     else:
         raise DataError(f"{boxes_json}: expected {{file_name: [[x, y, w, h], ...]}} or a list of detections")
-    unknown = sorted(set(boxes) - names)
-    if unknown:
+    if boxes and not set(boxes) & names:
         raise DataError(
-            f"{boxes_json}: names image {unknown[0]!r}, which is not among the input images; fix the file names"
+            f"{boxes_json}: names none of the input images (it names image {sorted(boxes)[0]!r}, ...); "
+            "fix the file names or pass the images it was made for"
         )
-    return boxes
+    return {name: entries for name, entries in boxes.items() if name in names}
 
 
-def _box_and_score(box, score, boxes_json: Path, where: str) -> tuple[list[float], float]:
-    """([x, y, w, h], score) as floats, or a DataError naming the file and the entry."""
-    numbers = [*box, score] if isinstance(box, list) else None
-    if (
-        numbers is None
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
-    ):
-        raise DataError(
-            f"{boxes_json}: {where} needs a box [x, y, w, h] of 4 numbers and a numeric score, got {box!r}, {score!r}"
-        )
-    return [float(v) for v in box], float(score)
+def _box_and_score(box: Any, score: Any, boxes_json: Path, where: str) -> tuple[list[float], float]:
+    """([x, y, w, h], score) as checked floats, or a DataError naming the file, the entry and the field."""
+    try:
+        score = check_number(score, boxes_json, where, "score")
+    except DataError as error:
+        raise DataError(f"{error}; a box is [x, y, w, h] with an optional numeric score") from None
+    return check_box(box, boxes_json, where), score
 
 
 def list_images(inputs: Path | str | Sequence[Path | str]) -> list[Path]:

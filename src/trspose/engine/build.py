@@ -169,6 +169,12 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     )
 
 
+def bare_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` without pretrained backbone weights: for networks whose weights come from a checkpoint next (no
+    ImageNet weights read for nothing, no hub access)."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=""))
+
+
 def level_weights(cfg: ExperimentConfig) -> dict[str, float]:
     weights = cfg.model.mfl_weights or [1.0] * len(cfg.model.mfl_levels)
     return dict(zip(cfg.model.mfl_levels, weights))

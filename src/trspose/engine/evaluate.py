@@ -65,6 +65,24 @@ def shift_right(heatmaps: torch.Tensor, offset: float) -> torch.Tensor:
 
 
 @torch.no_grad()
+def predict_crops(
+    model: nn.Module,
+    images: torch.Tensor,
+    crop_to_image: np.ndarray,
+    codec: HeatmapCodec,
+    flip_index: np.ndarray | None,
+    decode: str = "dark",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (B, K, 2) in image pixels and scores (B, K) of normalised crops (B, 3, H, W), whose crop ->
+    image affines are ``crop_to_image`` (B, 2, 3)."""
+    heatmaps = predict_heatmaps(model, images, flip_index)
+    coords, scores = codec.decode(heatmaps, decode_method=decode)  # (B, K, 2) crop pixels, (B, K)
+    coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
+    in_image = np.stack([affine_points(c, m) for c, m in zip(coords, crop_to_image)])
+    return in_image.astype(np.float32), scores.astype(np.float32)
+
+
+@torch.no_grad()
 def predict(
     model: nn.Module,
     dataset,
@@ -86,17 +104,15 @@ def predict(
     )
     parts: list[Predictions] = []
     for batch in tqdm(loader, desc="predict", disable=not (progress and ctx.is_main), leave=False):
-        heatmaps = predict_heatmaps(model, batch.images.to(ctx.device), flip_index)
-        coords, scores = codec.decode(heatmaps, decode_method=decode)  # (B, K, 2) crop pixels, (B, K)
-        coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
-        matrices = batch.crop_to_image.numpy()  # (B, 2, 3)
-        in_image = np.stack([affine_points(c, m) for c, m in zip(coords, matrices)])
+        in_image, scores = predict_crops(
+            model, batch.images.to(ctx.device), batch.crop_to_image.numpy(), codec, flip_index, decode
+        )
         parts.append(
             Predictions(
                 ann_id=batch.ann_id.numpy(),
                 image_id=batch.image_id.numpy(),
-                keypoints=in_image.astype(np.float32),
-                scores=scores.astype(np.float32),
+                keypoints=in_image,
+                scores=scores,
                 box_score=batch.box_score.numpy(),
             )
         )
@@ -106,23 +122,40 @@ def predict(
     return Predictions.concatenate(gathered)
 
 
-def coco_metrics(
-    predictions: Predictions, ground_truth, sigmas, *, oks_nms: bool = False
-) -> dict[str, float]:
-    """COCO keypoint AP/AR (fractions) of ``predictions`` against a COCO ground-truth file or object."""
-    results = make_results(
+def keypoint_results(predictions: Predictions, sigmas, *, oks_nms: bool = False) -> list[dict]:
+    """COCO keypoint results of ``predictions``, after OKS-NMS (threshold 0.9) when ``oks_nms`` (detector
+    boxes): exactly what :func:`coco_metrics` scores, so write these when the results should match a table."""
+    return make_results(
         predictions.image_id, predictions.keypoints, predictions.scores, predictions.box_score,
         nms_threshold=0.9 if oks_nms else None, sigmas=sigmas,
     )  # fmt: skip
-    return evaluate_coco_keypoints(
-        ground_truth, results, sigmas=sigmas, image_ids=sorted(set(predictions.image_id.tolist()))
-    )
+
+
+def coco_metrics(
+    predictions: Predictions, ground_truth, sigmas, *, oks_nms: bool = False, image_ids=None
+) -> dict[str, float]:
+    """COCO keypoint AP/AR (fractions) of ``predictions`` against a COCO ground-truth file or object.
+
+    Every image of the ground truth counts (or only ``image_ids``, e.g. an ``eval.max_images`` subset), not
+    just the images that have predictions: with detector boxes, the people in an image where the detector
+    found nobody are misses.
+    """
+    results = keypoint_results(predictions, sigmas, oks_nms=oks_nms)
+    return evaluate_coco_keypoints(ground_truth, results, sigmas=sigmas, image_ids=image_ids)
 
 
 def pck_metric(predictions: Predictions, instances, threshold: float = 0.1) -> float:
-    """PCK of ``predictions`` on labelled ``instances`` (same order), normalised by the longer box side."""
+    """PCK of ``predictions`` on labelled ``instances`` (matched by annotation id), normalised by the longer box
+    side."""
+    return pck_of_instances(predictions, instances, threshold)[0]
+
+
+def pck_of_instances(predictions: Predictions, instances, threshold: float = 0.1) -> tuple[float, np.ndarray]:
+    """Overall and per-keypoint (K,) PCK of ``predictions`` made on the boxes of labelled ``instances``."""
     by_id = {inst.ann_id: inst for inst in instances}
     gt = np.stack([by_id[int(a)].keypoints for a in predictions.ann_id])  # (N, K, 3)
     sizes = np.array([max(by_id[int(a)].box[2], by_id[int(a)].box[3]) for a in predictions.ann_id])
-    overall, _ = pck(predictions.keypoints, gt[..., :2], gt[..., 2] > 0, sizes, threshold=threshold)
-    return float(overall)
+    overall, per_keypoint = pck(
+        predictions.keypoints, gt[..., :2], gt[..., 2] > 0, sizes, threshold=threshold
+    )
+    return float(overall), per_keypoint

@@ -6,6 +6,7 @@ Each job builds what it needs from a config (``train``) or from the config store
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -13,16 +14,21 @@ import numpy as np
 import torch
 
 from trspose.config import ExperimentConfig, config_from_dict
-from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
+from trspose.data.coco import (
+    load_coco_instances,
+    load_image,
+    load_image_folder_with_boxes,
+    read_keypoint_file,
+)
 from trspose.data.splits import check_unlabeled_pool
 from trspose.engine import build
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.engine.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
-from trspose.engine.evaluate import Predictions, coco_metrics, predict
+from trspose.engine.evaluate import Predictions, keypoint_results, predict
 from trspose.engine.run_folder import prepare_run_folder
 from trspose.engine.trainer import TrainingData, evaluate_validation, fit, seed_everything
-from trspose.errors import DataError
-from trspose.evaluation.coco_eval import make_results, write_results_json
+from trspose.errors import DataError, TrsposeError
+from trspose.evaluation.coco_eval import evaluate_coco_keypoints, make_results, write_results_json
 
 METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -35,9 +41,16 @@ def prepare_training_data(
     train_instances = build.load_instances(files, spec, "train")
     labeled, holdout = build.labeled_split(cfg, train_instances, run_dir)
     val_instances = build.load_instances(files, spec, "val")
-    if cfg.eval.max_images:
-        keep = sorted({inst.image_id for inst in val_instances})[: cfg.eval.max_images]
-        val_instances = [inst for inst in val_instances if inst.image_id in set(keep)]
+    val_image_ids = None
+    if cfg.eval.max_images:  # the first N images of the file, for ground truth and predictions alike
+        images = read_keypoint_file(files.val_annotations, spec)["images"]
+        val_image_ids = sorted(image["id"] for image in images)[: cfg.eval.max_images]
+        val_instances = [inst for inst in val_instances if inst.image_id in set(val_image_ids)]
+        if not val_instances:
+            raise DataError(
+                f"{files.val_annotations}: its first {cfg.eval.max_images} images (eval.max_images) hold no "
+                "person to evaluate; raise eval.max_images"
+            )
     unlabeled = None
     if method.uses_unlabeled:
         pool = build.unlabeled_instances(cfg, files, train_instances)
@@ -51,6 +64,7 @@ def prepare_training_data(
         validation=build.build_dataset(cfg, val_instances, train=False),
         val_annotations=files.val_annotations,
         unlabeled=unlabeled,
+        val_image_ids=val_image_ids,
     )
 
 
@@ -63,9 +77,14 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         barrier()
         run_dir = Path(cfg.output_dir) / cfg.name
         seed_everything(cfg.train.seed)  # the same initial weights on every rank and in every rerun
-        model = build.build_model(cfg)
-        method = build.build_method(cfg, model)
-        data = prepare_training_data(cfg, method, run_dir, ctx)
+        try:
+            model = build.build_model(cfg)
+            method = build.build_method(cfg, model)
+            data = prepare_training_data(cfg, method, run_dir, ctx)
+        except TrsposeError:
+            if ctx.is_main and not resume:  # a new run that never started: rerunning needs no --overwrite
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         metrics = fit(cfg, method, data, run_dir, ctx, resume=resume)
         if ctx.is_main:
             print_metrics_table(metrics, title=f"{cfg.name}: validation")
@@ -77,10 +96,16 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 def model_from_checkpoint(
     path: str | Path, which: str = "inference"
 ) -> tuple[ExperimentConfig, torch.nn.Module]:
-    """The config and inference network stored in a checkpoint."""
+    """The config and inference network stored in a checkpoint, or of an exported ``.onnx`` model (run by
+    onnxruntime behind the same interface; its config comes from the sidecar ``.json`` beside it)."""
+    if Path(path).suffix.lower() == ".onnx":
+        from trspose.export import model_from_onnx
+
+        return model_from_onnx(path)
     state = load_checkpoint(path)
     cfg = config_from_dict(state["config"])
-    method = build.build_method(cfg, build.build_model(cfg))
+    bare = build.bare_config(cfg)  # the checkpoint holds every weight
+    method = build.build_method(bare, build.build_model(bare))
     method.load_state_dict(state["method"])
     return cfg, method.inference_model().eval()
 
@@ -88,6 +113,7 @@ def model_from_checkpoint(
 def evaluate(
     checkpoint: str | Path, *, annotations: str | None = None, images: str | None = None, boxes: str | None = None,
     flip_test: bool | None = None, results_out: str | None = None, overlays: str | None = None, num_overlays: int = 12,
+    per_keypoint: str | None = None, worst: tuple[int, str] | None = None,
 ) -> dict:  # fmt: skip
     """COCO keypoint AP (percent) of a checkpoint on its validation set or on the given files."""
     ctx = setup_distributed()
@@ -111,18 +137,26 @@ def evaluate(
         )  # fmt: skip
         if not ctx.is_main:
             return {}
-        metrics = {
-            k: 100.0 * v
-            for k, v in coco_metrics(predictions, ann, spec.sigmas, oks_nms=boxes is not None).items()
-        }
+        # what is scored (after OKS-NMS with detector boxes), written and drawn: one list; every image counts
+        results = keypoint_results(predictions, spec.sigmas, oks_nms=boxes is not None)
+        metrics = {k: 100.0 * v for k, v in evaluate_coco_keypoints(ann, results, sigmas=spec.sigmas).items()}
         if results_out:
-            write_results_json(_results(predictions, spec), results_out)
+            write_results_json(results, results_out)
         if overlays:
             paths = {inst.image_id: inst.image_path for inst in instances}
             names = {image_id: Path(path).stem for image_id, path in paths.items()}
-            grid = draw_overlays(_results(predictions, spec), paths, names, spec, Path(overlays),
+            grid = draw_overlays(results, paths, names, spec, Path(overlays),
                                  score_threshold=0.3, max_images=num_overlays)  # fmt: skip
-            print(f"predicted skeletons on {num_overlays} validation images: {grid}")
+            drawn = len({r["image_id"] for r in results})
+            drawn = min(drawn, num_overlays) if num_overlays else drawn  # draw_overlays' max_images
+            print(f"predicted skeletons on {drawn} validation images: {grid}")
+            _hint_if_nothing_drawn(results, 0.3, "the overlays")
+        if per_keypoint or worst:
+            from trspose.engine.diagnostics import write_diagnostics
+
+            write_diagnostics(
+                checkpoint, cfg, predictions, ann, img, spec, per_keypoint=per_keypoint, worst=worst
+            )
         print_metrics_table(metrics, title=f"{Path(checkpoint).name} on {ann.name}")
         return metrics
     finally:
@@ -214,7 +248,20 @@ def predict_images(
     print(
         f"wrote {len(results)} people from {len({r['image_id'] for r in results})} images to {out_dir}/predictions.json and {out_dir}/overlays/"
     )
+    _hint_if_nothing_drawn(results, score_threshold, "the overlays", "--score-threshold")
     return out_dir
+
+
+def _hint_if_nothing_drawn(results: list[dict], threshold: float, what: str, option: str = "") -> None:
+    """Say so when no keypoint scores above the drawing threshold (e.g. after a short training): the overlays
+    are then bare images, which looks like a bug in drawing rather than a weak model."""
+    best = max((max(r["keypoints"][2::3]) for r in results), default=None)
+    if best is not None and best <= threshold:
+        lower = f"; lower {option} to see them" if option else ""
+        print(
+            f"note: every predicted keypoint scores at most {best:.2f}, not above the drawing threshold "
+            f"{threshold}, so {what} show no skeleton{lower} (a model this unsure needs more training)"
+        )
 
 
 __all__ = ["train", "evaluate", "predict_images", "evaluate_validation", "print_metrics_table"]

@@ -24,7 +24,7 @@ from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from trspose.engine.distributed import DistributedContext, all_gather_objects, reduce_mean
-from trspose.engine.evaluate import coco_metrics, pck_metric, predict
+from trspose.engine.evaluate import coco_metrics, pck_metric, pck_of_instances, predict
 from trspose.engine.loaders import PositionDataset, StreamSpec, stream
 from trspose.engine.run_folder import MetricsLogger, note_resumed_environment, write_run_metadata
 from trspose.engine.schedules import learning_rate_factor
@@ -41,6 +41,7 @@ class TrainingData:
     validation: object  # TopDownDataset (eval transform)
     val_annotations: Path
     unlabeled: object | None = None  # a dataset of unlabelled views, for semi-supervised methods
+    val_image_ids: list[int] | None = None  # the images scored (eval.max_images); None: all of the file
 
 
 def seed_everything(seed: int) -> None:
@@ -77,8 +78,14 @@ def evaluate_validation(
     )  # fmt: skip
     if not ctx.is_main:
         return {}
-    metrics = coco_metrics(predictions, data.val_annotations, spec.sigmas)
-    return {f"val/{k}": 100.0 * v for k, v in metrics.items()}
+    coco = coco_metrics(predictions, data.val_annotations, spec.sigmas, image_ids=data.val_image_ids)
+    metrics = {f"val/{k}": 100.0 * v for k, v in coco.items()}
+    # per-joint curves: PCK@0.1 of each keypoint (keypoints never labelled in the set are left out)
+    _, per_keypoint = pck_of_instances(predictions, data.validation.instances, threshold=0.1)
+    metrics.update(
+        {f"val_pck/{n}": 100.0 * float(v) for n, v in zip(spec.names, per_keypoint) if np.isfinite(v)}
+    )
+    return metrics
 
 
 def evaluate_holdout(cfg, method, data: TrainingData, ctx: DistributedContext) -> dict[str, float]:

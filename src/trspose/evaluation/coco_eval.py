@@ -17,6 +17,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from trspose.data.coco import read_json
+from trspose.data.coco_checks import check_keypoint_file, check_keypoint_results
 from trspose.data.keypoints import COCO17
 from trspose.errors import DataError
 
@@ -41,17 +43,22 @@ def _quiet(verbose: bool):
     return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
 
 
-def _load_ground_truth(ground_truth: str | Path | COCO, verbose: bool) -> COCO:
+def load_ground_truth(
+    ground_truth: str | Path | COCO, num_keypoints: int = 17, verbose: bool = False
+) -> COCO:
+    """A pycocotools ``COCO`` of a person-keypoints file, checked whole first (``coco_checks``), so that a NaN,
+    a missing ``categories`` or a repeated id is a one-line DataError rather than a silent score or a
+    traceback. pycocotools gets the checked data: the file's own values, optional fields completed."""
     if isinstance(ground_truth, COCO):
         return ground_truth
     path = Path(ground_truth)
     if not path.is_file():
         raise DataError(f"COCO ground-truth file {path} does not exist; check the annotation path")
-    try:
-        with _quiet(verbose):
-            return COCO(str(path))
-    except (ValueError, KeyError, TypeError) as error:
-        raise DataError(f"COCO ground-truth file {path} is malformed: {error}") from error
+    coco = COCO()
+    coco.dataset = check_keypoint_file(read_json(path, "annotation file"), path, num_keypoints)
+    with _quiet(verbose):
+        coco.createIndex()
+    return coco
 
 
 def evaluate_coco_keypoints(
@@ -64,23 +71,31 @@ def evaluate_coco_keypoints(
 ) -> dict[str, float]:
     """COCO keypoint AP and AR as fractions in [0, 1] (``METRIC_NAMES``).
 
-    ``sigmas`` are the per-keypoint OKS sigmas (default COCO-17); ``image_ids`` restricts the
-    evaluation to those images. No results gives all zeros. A metric whose area range holds no
-    ground-truth person (pycocotools reports -1) is ``nan``.
+    ``sigmas`` are the per-keypoint OKS sigmas (default COCO-17). Every image of the ground truth counts,
+    whether or not ``results`` holds people for it (a person nobody predicted is a miss); ``image_ids``
+    restricts the evaluation to those images, for ground truth and results alike. No results gives all
+    zeros. A metric whose area range holds no ground-truth person (pycocotools reports -1) is ``nan``.
     """
+    sigmas = COCO17.sigmas if sigmas is None else sigmas
+    coco_gt = load_ground_truth(ground_truth, len(sigmas), verbose)
     if not results:
         return dict.fromkeys(METRIC_NAMES, 0.0)
-    coco_gt = _load_ground_truth(ground_truth, verbose)
     unknown = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if unknown:
         raise DataError(
             f"{len(unknown)} result image ids (e.g. {sorted(unknown)[:3]}) are not in the ground truth; "
             "evaluate against the annotation file the predictions were made for"
         )
+    wrong = next((i for i, r in enumerate(results) if len(r["keypoints"]) != 3 * len(sigmas)), None)
+    if wrong is not None:
+        raise DataError(
+            f"result {wrong} has {len(results[wrong]['keypoints'])} keypoint values, expected {3 * len(sigmas)} "
+            f"({len(sigmas)} keypoints x 3); evaluate with the keypoint spec the predictions were made with"
+        )
     with _quiet(verbose):
         coco_dt = coco_gt.loadRes(copy.deepcopy(results))  # loadRes adds fields to the dicts it gets
         evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-        evaluator.params.kpt_oks_sigmas = np.asarray(COCO17.sigmas if sigmas is None else sigmas, dtype=float)
+        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=float)
         if image_ids is not None:
             evaluator.params.imgIds = sorted(image_ids)
         evaluator.evaluate()
@@ -186,24 +201,9 @@ def write_results_json(results: list[dict], path: str | Path) -> None:
 
 
 def load_results_json(path: str | Path) -> list[dict]:
-    """Read a COCO keypoint results JSON file; DataError naming the file when it is malformed."""
+    """Read a COCO keypoint results JSON file, checked entry by entry (types, finite numbers); a DataError
+    names the file, the entry and the field."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"results file {path} does not exist; run prediction first or fix the path")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"results file {path} is not valid JSON: {error}") from error
-    if not isinstance(results, list):
-        raise DataError(f"results file {path} must hold a JSON list of results, got {type(results).__name__}")
-    for index, result in enumerate(results):
-        missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
-        if missing:
-            raise DataError(
-                f"results file {path}: entry {index} lacks {missing}; expected keys {RESULT_KEYS}"
-            )
-        if not isinstance(result["keypoints"], list) or len(result["keypoints"]) % 3:
-            raise DataError(
-                f"results file {path}: entry {index} keypoints must be a flat [x, y, score] * K list"
-            )
-    return results
+    return check_keypoint_results(read_json(path, "results file"), path)

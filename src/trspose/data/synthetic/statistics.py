@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from trspose.data.coco import read_keypoint_file
 from trspose.data.keypoints import COCO17
 
 BOX_HEIGHT_BINS = (0, 32, 64, 96, 128, 192, 256, 10_000)  # pixels
@@ -20,7 +20,7 @@ def dataset_statistics(root: str | Path, splits: tuple[str, ...] = ("train", "va
     for split in splits:
         path = Path(root) / "annotations" / f"person_keypoints_{split}.json"
         if path.exists():
-            out[split] = _split_statistics(json.loads(path.read_text()))
+            out[split] = _split_statistics(read_keypoint_file(path, COCO17))
     return out
 
 
@@ -52,10 +52,16 @@ def _split_statistics(coco: dict) -> dict:
             f"p{q}": round(float(np.percentile(heights, q)), 1) if len(heights) else 0.0
             for q in (5, 25, 50, 75, 95)
         },
+        # synthetic data only: real annotations have no pose mode, and get no row
         "pose_modes": dict(
-            sorted(Counter(a.get("synthetic", {}).get("pose_mode", "?") for a in labelled).items())
+            sorted(Counter(a["synthetic"]["pose_mode"] for a in labelled if _pose_mode_known(a)).items())
         ),
     }
+
+
+def _pose_mode_known(annotation: dict) -> bool:
+    synthetic = annotation.get("synthetic")
+    return isinstance(synthetic, dict) and isinstance(synthetic.get("pose_mode"), str)
 
 
 def format_statistics(statistics: dict) -> str:

@@ -1,0 +1,229 @@
+"""Pose prediction on videos: frame by frame, with person boxes from a detections file or followed from the
+previous frame's keypoints.
+
+Outputs in ``out_dir``, per video ``NAME``: ``NAME.predictions.json`` (COCO-style results with the frame index),
+``NAME.csv`` (one row per frame and person, DeepLabCut / Lightning Pose column layout: three header rows
+scorer / bodyparts / coords, then x, y, likelihood per keypoint) and ``NAME.skeletons.mp4`` (the frames with the
+skeletons drawn).
+
+Without ``--boxes`` the toolkit follows one person: the first frame is taken whole, each later frame's box is the
+box of the previous frame's confident keypoints, enlarged; with too few confident keypoints it falls back to the
+whole frame. It ships no detector: for several people, or people entering and leaving, give per-frame boxes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trspose.config import pixel_normalization
+from trspose.data.coco import PersonInstance, write_json
+from trspose.data.datasets import normalize_image
+from trspose.data.transforms import TopDownTransform
+from trspose.engine import build
+from trspose.engine.evaluate import predict_crops
+from trspose.errors import DataError
+from trspose.visualize import draw_pose
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+TRACK_MIN_KEYPOINTS = 4  # fewer confident keypoints than this: the next frame is taken whole
+TRACK_MARGIN = 0.25  # the box of the confident keypoints grows by this fraction of its size on each side
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def read_frame_boxes(path: str | Path) -> dict[int, list[np.ndarray]]:
+    """Person boxes per frame: ``{"FRAME": [[x, y, w, h(, score)], ...]}`` or a list of detections
+    ``{"frame": i, "bbox": [x, y, w, h], "score": s}``. Every field is type-checked; errors name the entry."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: cannot read the per-frame boxes ({error}); give a JSON file") from None
+    entries: list[tuple[object, object, object]] = []
+    if isinstance(data, dict):
+        for frame, boxes in data.items():
+            if not isinstance(boxes, list):
+                raise DataError(f"{path}: frame {frame!r} must map to a list of [x, y, w, h(, score)] boxes")
+            entries += [
+                (
+                    frame,
+                    box[:4] if isinstance(box, list) else box,
+                    box[4] if isinstance(box, list) and len(box) > 4 else 1.0,
+                )
+                for box in boxes
+            ]
+    elif isinstance(data, list):
+        for i, det in enumerate(data):
+            if not isinstance(det, dict) or "frame" not in det or "bbox" not in det:
+                raise DataError(f"{path}: detection {i} must be an object with 'frame' and 'bbox'")
+            entries.append((det["frame"], det["bbox"], det.get("score", 1.0)))
+    else:
+        raise DataError(f"{path}: per-frame boxes must be a JSON object or list, got {type(data).__name__}")
+    boxes: dict[int, list[np.ndarray]] = {}
+    for frame, box, score in entries:
+        try:
+            index = int(frame)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: frame {frame!r} is not a frame index (0, 1, ...)") from None
+        numbers = box if isinstance(box, list) else None
+        if (
+            numbers is None
+            or len(numbers) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*numbers, score])
+            or not np.all(np.isfinite([*numbers, score]))
+            or numbers[2] <= 0
+            or numbers[3] <= 0
+        ):
+            raise DataError(
+                f"{path}: frame {index}: box {box!r} (score {score!r}) must be 4 finite numbers x, y, w > 0, h > 0"
+            )
+        boxes.setdefault(index, []).append(np.array([*numbers, score], dtype=np.float32))
+    return boxes
+
+
+def box_from_keypoints(
+    keypoints: np.ndarray, scores: np.ndarray, frame_size: tuple[int, int], threshold: float
+) -> np.ndarray | None:
+    """The box (x, y, w, h) of the keypoints scored >= ``threshold``, enlarged by ``TRACK_MARGIN`` on each side and
+    clipped to the frame (height, width); None with fewer than ``TRACK_MIN_KEYPOINTS`` of them."""
+    confident = keypoints[scores >= threshold]
+    if len(confident) < TRACK_MIN_KEYPOINTS:
+        return None
+    (x0, y0), (x1, y1) = confident.min(axis=0), confident.max(axis=0)
+    pad_x, pad_y = TRACK_MARGIN * max(x1 - x0, 1.0), TRACK_MARGIN * max(y1 - y0, 1.0)
+    height, width = frame_size
+    x0, y0 = max(0.0, x0 - pad_x), max(0.0, y0 - pad_y)
+    x1, y1 = min(width - 1.0, x1 + pad_x), min(height - 1.0, y1 + pad_y)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
+
+
+def csv_header(names: list[str]) -> list[list[str]]:
+    """DeepLabCut's three header rows (scorer / bodyparts / coords), after two index columns frame and person."""
+    return [
+        ["scorer", "", *["trspose"] * (3 * len(names))],
+        ["bodyparts", "", *[name for name in names for _ in range(3)]],
+        ["coords", "person", *["x", "y", "likelihood"] * len(names)],
+    ]
+
+
+@torch.no_grad()
+def predict_video(
+    checkpoint: str | Path,
+    video: str | Path,
+    *,
+    out_dir: str | Path,
+    boxes: str | Path | None = None,
+    every: int = 1,
+    max_frames: int = 0,
+    score_threshold: float = 0.3,
+) -> dict[str, Path]:
+    """Predict every ``every``-th frame of ``video`` (at most ``max_frames`` of them, 0: all); returns the paths
+    written (``predictions``, ``csv``, ``video``)."""
+    from trspose.engine.jobs import model_from_checkpoint
+
+    if every < 1 or max_frames < 0:
+        raise DataError(f"--every must be >= 1 and --max-frames >= 0, got {every} and {max_frames}")
+    video = Path(video)
+    if not video.is_file():
+        raise DataError(f"{video}: video not found; check the path")
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise DataError(f"{video}: OpenCV cannot open this video; re-encode it (e.g. H.264 in .mp4)")
+    frame_boxes = read_frame_boxes(boxes) if boxes else None
+    cfg, model = model_from_checkpoint(checkpoint)
+    spec = build.keypoint_spec(cfg)
+    codec = build.build_codec(cfg)
+    transform = TopDownTransform(cfg.data.input_size, spec, None)
+    normalization = pixel_normalization(cfg.model)
+    flip_index = spec.flip_index() if cfg.eval.flip_test else None
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "predictions": out_dir / f"{video.stem}.predictions.json",
+        "csv": out_dir / f"{video.stem}.csv",
+        "video": out_dir / f"{video.stem}.skeletons.mp4",
+    }
+    writer = None
+    results: list[dict] = []
+    rows: list[list] = []
+    previous: np.ndarray | None = None  # the followed person's box, from the previous processed frame
+    wanted = (total + every - 1) // every if total else None
+    bar = tqdm(total=min(wanted, max_frames) if wanted and max_frames else (wanted or max_frames or None),
+               desc=f"predict {video.name}", unit="frame")  # fmt: skip
+    frame_index, processed = -1, 0
+    try:
+        while not max_frames or processed < max_frames:
+            ok, frame_bgr = capture.read()
+            if not ok:
+                break
+            frame_index += 1
+            if frame_index % every:
+                continue
+            height, width = frame_bgr.shape[:2]
+            whole = np.array([0, 0, width, height, 1.0], dtype=np.float32)
+            if frame_boxes is not None:
+                people = frame_boxes.get(frame_index, [])
+            else:
+                people = [np.append(previous, 1.0).astype(np.float32) if previous is not None else whole]
+            canvas = frame_bgr
+            if people:
+                rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+                crops, matrices = [], []
+                for box in people:
+                    instance = PersonInstance(
+                        image_id=frame_index, ann_id=0, image_path=video, box=box[:4],
+                        keypoints=np.zeros((spec.num_keypoints, 3), np.float32),
+                    )  # fmt: skip
+                    crop = transform(rgb, instance, None)
+                    crops.append(normalize_image(crop.crop, normalization))
+                    matrices.append(crop.crop_to_image)
+                keypoints, scores = predict_crops(
+                    model, torch.stack(crops), np.stack(matrices), codec, flip_index, cfg.eval.decode
+                )
+                for person, (box, points, score) in enumerate(zip(people, keypoints, scores)):
+                    flat = np.concatenate([points, score[:, None]], axis=1)  # (K, 3)
+                    results.append({
+                        "image_id": frame_index, "frame": frame_index, "person": person, "category_id": 1,
+                        "keypoints": [round(float(v), 3) for v in flat.ravel()],
+                        "score": round(float(score.mean() * box[4]), 5),
+                        "bbox": [round(float(v), 2) for v in box[:4]],
+                    })  # fmt: skip
+                    rows.append([frame_index, person, *[round(float(v), 3) for v in flat.ravel()]])
+                    canvas = draw_pose(canvas, flat, spec, score_threshold=score_threshold)
+                if frame_boxes is None:
+                    previous = box_from_keypoints(keypoints[0], scores[0], (height, width), score_threshold)
+            if writer is None:
+                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                writer = cv2.VideoWriter(str(paths["video"]), fourcc, fps / every, (width, height))
+            writer.write(canvas)
+            processed += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if processed == 0:
+        raise DataError(f"{video}: no frames could be read; check that the file is a complete video")
+    write_json(results, paths["predictions"])
+    with paths["csv"].open("w", newline="") as handle:
+        writer_csv = csv.writer(handle)
+        writer_csv.writerows(csv_header(list(spec.names)))
+        writer_csv.writerows(rows)
+    print(
+        f"{video.name}: {processed} frames, {len(results)} people -> {', '.join(str(p) for p in paths.values())}"
+    )
+    return paths
