@@ -528,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [
-        v for v in variants if v != "auto" and not set(v.split("+")) <= {"float32", "channels_last", "bf16"}
+        v
+        for v in variants
+        if v != "auto" and not set(v.split("+")) <= {"float32", "channels_last", "bf16", "compile"}
     ]
     if bad:
         parser.error(

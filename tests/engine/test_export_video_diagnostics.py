@@ -273,3 +273,19 @@ def test_training_logs_per_keypoint_pck_at_each_evaluation(trained):
     assert evaluations and all(
         "val_pck/left_wrist" in r and 0 <= r["val_pck/left_wrist"] <= 100 for r in evaluations
     )
+
+
+def test_worst_cases_of_a_semi_supervised_run_also_show_the_teachers_pseudo_labels(stick_root, tmp_path):
+    cfg = load_config(TINY, [f"data.root={stick_root}", f"output_dir={tmp_path}", "method.name=trs",
+                             "train.steps=4", "method.burn_in_steps=2", "method.rampup_steps=2",
+                             "method.unlabeled_batch_size=2", "method.confidence_threshold=0.25"])  # fmt: skip
+    jobs.train(cfg)
+    assert (
+        main(
+            ["eval", str(tmp_path / "tiny" / "checkpoints" / "last.pt"), "--worst", "2", str(tmp_path / "w")]
+        )
+        == 0
+    )
+    pseudo = cv2.imread(str(tmp_path / "w" / "worst_pseudo_labels.png"))
+    assert pseudo.shape == (256, 6 * 192 + 5 * 2, 3)  # one row: two training people, teacher beside truth
+    assert cv2.imread(str(tmp_path / "w" / "worst.png")) is not None
