@@ -14,7 +14,6 @@ whole frame. It ships no detector: for several people, or people entering and le
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import cv2
@@ -23,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from trspose.config import pixel_normalization
-from trspose.data.coco import PersonInstance, write_json
+from trspose.data.coco import PersonInstance, read_json, write_json
+from trspose.data.coco_checks import check_box, check_id, check_number, fail, require_object
 from trspose.data.datasets import normalize_image
 from trspose.data.transforms import TopDownTransform
 from trspose.engine import build
@@ -42,51 +42,37 @@ def is_video(path: str | Path) -> bool:
 
 def read_frame_boxes(path: str | Path) -> dict[int, list[np.ndarray]]:
     """Person boxes per frame: ``{"FRAME": [[x, y, w, h(, score)], ...]}`` or a list of detections
-    ``{"frame": i, "bbox": [x, y, w, h], "score": s}``. Every field is type-checked; errors name the entry."""
+    ``{"frame": i, "bbox": [x, y, w, h], "score": s}``, as (x, y, w, h, score) arrays. Every field is checked
+    (``data.coco_checks``); errors name the entry."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: cannot read the per-frame boxes ({error}); give a JSON file") from None
-    entries: list[tuple[object, object, object]] = []
+    data = read_json(path, "per-frame boxes file")
+    entries: list[tuple[str, object, object, object]] = []  # (where, frame, box, score)
     if isinstance(data, dict):
         for frame, boxes in data.items():
             if not isinstance(boxes, list):
-                raise DataError(f"{path}: frame {frame!r} must map to a list of [x, y, w, h(, score)] boxes")
-            entries += [
-                (
-                    frame,
-                    box[:4] if isinstance(box, list) else box,
-                    box[4] if isinstance(box, list) and len(box) > 4 else 1.0,
-                )
-                for box in boxes
-            ]
+                fail(path, f"frame {frame!r}", "must map to a list of [x, y, w, h(, score)] boxes")
+            for k, box in enumerate(boxes):
+                has_score = isinstance(box, list) and len(box) == 5
+                entries.append((f"frame {frame!r} box {k}", frame, box[:4] if has_score else box,
+                                box[4] if has_score else 1.0))  # fmt: skip
     elif isinstance(data, list):
-        for i, det in enumerate(data):
-            if not isinstance(det, dict) or "frame" not in det or "bbox" not in det:
-                raise DataError(f"{path}: detection {i} must be an object with 'frame' and 'bbox'")
-            entries.append((det["frame"], det["bbox"], det.get("score", 1.0)))
+        for k, det in enumerate(data):
+            det = require_object(det, ("frame", "bbox"), path, f"detection {k}")
+            entries.append((f"detection {k}", det["frame"], det["bbox"], det.get("score", 1.0)))
     else:
-        raise DataError(f"{path}: per-frame boxes must be a JSON object or list, got {type(data).__name__}")
+        fail(
+            path, "the top level", "must be a JSON object {frame: [boxes]} or a list of {frame, bbox, score}"
+        )
     boxes: dict[int, list[np.ndarray]] = {}
-    for frame, box, score in entries:
-        try:
-            index = int(frame)
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: frame {frame!r} is not a frame index (0, 1, ...)") from None
-        numbers = box if isinstance(box, list) else None
-        if (
-            numbers is None
-            or len(numbers) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*numbers, score])
-            or not np.all(np.isfinite([*numbers, score]))
-            or numbers[2] <= 0
-            or numbers[3] <= 0
-        ):
-            raise DataError(
-                f"{path}: frame {index}: box {box!r} (score {score!r}) must be 4 finite numbers x, y, w > 0, h > 0"
-            )
-        boxes.setdefault(index, []).append(np.array([*numbers, score], dtype=np.float32))
+    for where, frame, box, score in entries:
+        index = check_id(
+            int(frame) if isinstance(frame, str) and frame.isdigit() else frame, path, where, "frame"
+        )
+        x, y, w, h = check_box(box, path, where)
+        if w <= 0 or h <= 0:
+            fail(path, where, f"bbox {box!r} is empty; width and height must be > 0")
+        confidence = check_number(score, path, where, "score")
+        boxes.setdefault(index, []).append(np.array([x, y, w, h, confidence], dtype=np.float32))
     return boxes
 
 
