@@ -24,11 +24,11 @@ from trspose.data.splits import check_unlabeled_pool
 from trspose.engine import build
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.engine.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
-from trspose.engine.evaluate import Predictions, keypoint_results, predict
+from trspose.engine.evaluate import keypoint_results, predict
 from trspose.engine.run_folder import prepare_run_folder
 from trspose.engine.trainer import TrainingData, evaluate_validation, fit, seed_everything
 from trspose.errors import DataError, TrsposeError
-from trspose.evaluation.coco_eval import evaluate_coco_keypoints, make_results, write_results_json
+from trspose.evaluation.coco_eval import evaluate_coco_keypoints, write_results_json
 
 METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 
@@ -163,16 +163,6 @@ def evaluate(
         cleanup_distributed()
 
 
-def _results(predictions: Predictions, spec) -> list[dict]:
-    return make_results(
-        predictions.image_id,
-        predictions.keypoints,
-        predictions.scores,
-        predictions.box_score,
-        sigmas=spec.sigmas,
-    )
-
-
 def draw_overlays(
     results: list[dict],
     paths: dict,
@@ -238,7 +228,7 @@ def predict_images(
     )  # fmt: skip
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = _results(predictions, spec)
+    results = keypoint_results(predictions, spec.sigmas)
     for r in results:
         r["file_name"] = file_names[r["image_id"]]
     write_results_json(results, out_dir / "predictions.json")
