@@ -173,7 +173,7 @@ def _worst(values: list[str] | None) -> tuple[int, str] | None:
     if values is None:
         return None
     count, folder = values
-    if not count.isdigit() or int(count) < 1:
+    if not (count.isdecimal() and len(count) < 10) or int(count) < 1:
         raise ConfigError(f"--worst N DIR: N must be a positive whole number, got {count!r}")
     return int(count), folder
 

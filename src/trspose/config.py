@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
+from trspose.data.normalization import backbone_normalization
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig
 from trspose.methods.reviewer import ReviewerConfig
-from trspose.models.pretrained import pixel_normalization as backbone_normalization
 
 
 @dataclass

@@ -110,16 +110,27 @@ def export_onnx(
         raise ConfigError(f"{checkpoint} holds a {type(model).__name__}, not a trspose pose model")
     out = Path(out_dir) if out_dir else Path(checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
-    network = HeatmapNetwork(model.cpu()).eval()
-    height, width = cfg.data.input_size
-    example = torch.zeros(2, 3, height, width)
-    path = out / "model.onnx"
-    partial = out / ".model.onnx.partial"
+    path = write_onnx(
+        HeatmapNetwork(model.cpu()).eval(), tuple(cfg.data.input_size), out / "model.onnx", opset
+    )
+    write_json(
+        sidecar(cfg, build.keypoint_spec(cfg), checkpoint=str(checkpoint), opset=opset),
+        path.with_suffix(".json"),
+    )
+    return path
+
+
+def write_onnx(
+    network: nn.Module, input_size: tuple[int, int], path: Path, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Export ``network`` (images (B, 3, H, W) -> heatmaps) to ``path`` with a dynamic batch dimension; a failed
+    export leaves no file behind."""
+    partial = path.with_name(f".{path.name}.partial")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its passes
             torch.onnx.export(
                 network,
-                (example,),
+                (torch.zeros(2, 3, *input_size),),
                 str(partial),
                 input_names=["images"],
                 output_names=["heatmaps"],
@@ -131,14 +142,8 @@ def export_onnx(
             )
     except Exception as error:  # the exporter raises many types; nothing half-written stays behind
         partial.unlink(missing_ok=True)
-        raise ConfigError(
-            f"ONNX export of {checkpoint} failed: {str(error).splitlines()[0][:300]}"
-        ) from error
+        raise ConfigError(f"ONNX export to {path} failed: {str(error).splitlines()[0][:300]}") from error
     partial.replace(path)  # a half-written file never has the final name
-    write_json(
-        sidecar(cfg, build.keypoint_spec(cfg), checkpoint=str(checkpoint), opset=opset),
-        path.with_suffix(".json"),
-    )
     return path
 
 

@@ -251,3 +251,14 @@ def test_a_resume_without_the_starts_environment_record_says_so(tmp_path):
     note_resumed_environment(tmp_path, 500, torch.device("cpu"), 1)
     env = json.loads((tmp_path / "environment.json").read_text())
     assert [sitting["step"] for sitting in env["resumed"]] == [250, 500] and env["unknown_start"] is True
+
+
+def test_a_resume_in_another_precision_is_recorded_and_said(tmp_path, caplog):
+    from trspose.engine.run_folder import note_resumed_environment
+
+    (tmp_path / "environment.json").write_text(json.dumps({"device": "cpu", "precision": "float32"}))
+    with caplog.at_level("WARNING", logger="trspose.engine.run_folder"):
+        note_resumed_environment(tmp_path, 250, torch.device("cpu"), 1, "bf16 autocast")
+    assert "resuming at step 250 in bf16 autocast; the previous sitting trained in float32" in caplog.text
+    record = json.loads((tmp_path / "environment.json").read_text())
+    assert record["precision"] == "float32" and record["resumed"][-1]["precision"] == "bf16 autocast"

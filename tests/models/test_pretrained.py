@@ -9,7 +9,8 @@ import torch
 from skimage import data as skimage_data
 
 from trspose.config import load_config
-from trspose.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from trspose.data.keypoints import COCO17
+from trspose.data.normalization import IMAGENET
 from trspose.errors import ConfigError
 from trspose.models import build_backbone, build_pose_model
 from trspose.models.pretrained import (
@@ -119,7 +120,7 @@ def test_pixel_normalisation_follows_the_backbone_and_is_recorded_in_the_config(
     lite = load_config(overrides=["model.backbone=efficientnet_lite0", "model.pretrained=imagenet"])
     assert lite.model.pixel_mean == [0.5, 0.5, 0.5] and lite.model.pixel_std == [0.5, 0.5, 0.5]
     resnet = load_config(overrides=["model.backbone=resnet18"])
-    assert resnet.model.pixel_mean == list(IMAGENET_MEAN) and resnet.model.pixel_std == list(IMAGENET_STD)
+    assert (resnet.model.pixel_mean, resnet.model.pixel_std) == (list(IMAGENET[0]), list(IMAGENET[1]))
     chosen = load_config(overrides=["model.backbone=efficientnet_lite0", "model.pixel_mean=[0.4, 0.4, 0.4]"])
     assert chosen.model.pixel_mean == [0.4, 0.4, 0.4] and chosen.model.pixel_std == [0.5, 0.5, 0.5]
     with pytest.raises(ConfigError, match="pixel_std"):
@@ -140,3 +141,27 @@ def test_channels_last_model_computes_the_same_heatmaps():
     plain.eval(), fast.eval()
     with torch.inference_mode():
         torch.testing.assert_close(fast(images).heatmaps, plain(images).heatmaps, atol=1e-5, rtol=1e-4)
+
+
+def test_datasets_of_a_lite_config_normalise_with_its_weights_statistics(tiny_dataset):
+    from trspose.config import config_from_dict, config_to_dict
+    from trspose.data.coco import load_coco_instances
+    from trspose.data.datasets import denormalize
+    from trspose.data.normalization import HALF
+    from trspose.engine import build
+
+    cfg = load_config(overrides=["model.backbone=efficientnet_lite0", "data.input_size=[64,64]"])
+    people = load_coco_instances(
+        tiny_dataset / "annotations" / "person_keypoints_val.json", tiny_dataset / "images" / "val", COCO17
+    )[:2]
+    sample = build.build_dataset(cfg, people, train=False)[0]
+    crop = denormalize(sample.image, HALF)  # the uint8 crop back
+    torch.testing.assert_close(sample.image, (torch.from_numpy(crop).permute(2, 0, 1).float() / 255 - 0.5) / 0.5,
+                               atol=0.5 / 255 / 0.5 + 1e-6, rtol=0)  # fmt: skip
+    views = build.build_unlabeled(cfg, people)[0]
+    assert -1.0 - 1e-6 <= float(views.weak.min()) and float(views.weak.max()) <= 1.0 + 1e-6  # (x - 0.5) / 0.5
+    # A checkpoint written before pixel_mean / pixel_std existed: its ResNet model keeps the ImageNet statistics.
+    old = config_to_dict(load_config(overrides=["model.backbone=resnet10t"]))
+    del old["model"]["pixel_mean"], old["model"]["pixel_std"], old["model"]["channels_last"]
+    rebuilt = config_from_dict(old)
+    assert (rebuilt.model.pixel_mean, rebuilt.model.pixel_std) == (list(IMAGENET[0]), list(IMAGENET[1]))

@@ -17,12 +17,8 @@ import torch
 from trspose.data.coco import PersonInstance, load_image
 from trspose.data.codec import HeatmapCodec
 from trspose.data.keypoints import KeypointSpec
+from trspose.data.normalization import IMAGENET, Normalization
 from trspose.data.transforms import TopDownTransform
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) of [0, 1] RGB pixels
-IMAGENET: Normalization = (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def normalize_image(crop: np.ndarray, normalization: Normalization = IMAGENET) -> torch.Tensor:

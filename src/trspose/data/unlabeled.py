@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from trspose.data.coco import PersonInstance, load_image
-from trspose.data.datasets import IMAGENET, BatchMixin, Normalization, normalize_image, sample_rng, split_key
+from trspose.data.datasets import BatchMixin, normalize_image, sample_rng, split_key
 from trspose.data.geometry import compose_affine, input_to_heatmap_matrix, invert_affine
 from trspose.data.keypoints import KeypointSpec
+from trspose.data.normalization import IMAGENET, Normalization
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig, TopDownTransform
 
 WEAK_STREAM, STRONG_STREAM = 1, 2

@@ -13,22 +13,30 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trspose.data.coco import load_coco_instances, load_image, write_json
+from trspose.data.coco import load_coco_instances, load_image, read_json, write_json
+from trspose.errors import DataError
 from trspose.evaluation.per_keypoint import (
     MatchedPeople,
     format_table,
     match_people,
+    pair_by_annotation,
     per_keypoint_metrics,
     plot_per_keypoint,
+    unmatched,
 )
 from trspose.visualize import crop_person, draw_pose, save_grid
 
 PANEL_HEIGHT = 256  # crops are drawn this tall, whatever the model's input size
 
 
-def write_per_keypoint(predictions, instances, spec, input_size, out_dir: Path, title: str) -> dict:
+def pairs_of(predictions, instances, spec, detector_boxes: bool) -> MatchedPeople:
+    """Predictions paired with ground truth: by the box they were made on, or by OKS for detector boxes."""
+    pair = match_people if detector_boxes else pair_by_annotation
+    return pair(predictions, instances, spec.sigmas)
+
+
+def write_per_keypoint(matched: MatchedPeople, spec, input_size, out_dir: Path, title: str) -> dict:
     """``per_keypoint.json`` and ``per_keypoint.png`` in ``out_dir``; prints the table; returns the metrics."""
-    matched = match_people(predictions, instances, spec.sigmas)
     metrics = per_keypoint_metrics(matched, spec.sigmas, spec.flip_index(), tuple(input_size))
     out_dir.mkdir(parents=True, exist_ok=True)
     table = {
@@ -72,11 +80,22 @@ def draw_worst(
     *,
     what: str,
     threshold: float,
-) -> Path:
-    """A grid of the ``count`` lowest-OKS people: prediction (with its confidences) beside the ground truth."""
+) -> Path | None:
+    """A grid of the ``count`` lowest-OKS people: prediction (with its confidences) beside the ground truth.
+    People no prediction was paired with come first (OKS 0, nothing predicted). None when there is nobody."""
     by_ann = {inst.ann_id: inst for inst in instances}
     panels = []
-    for i in np.argsort(matched.oks, kind="stable")[:count]:
+    for inst in unmatched(matched, instances)[:count]:
+        image = load_image(inst.image_path)
+        panels.append(
+            _panel(
+                image, inst.box, np.zeros_like(inst.keypoints), spec, f"{what}: missed\nno prediction", 1.0
+            )
+        )
+        panels.append(
+            _panel(image, inst.box, inst.keypoints, spec, f"ground truth\nannotation {inst.ann_id}", 0.0)
+        )
+    for i in np.argsort(matched.oks, kind="stable")[: max(0, count - len(panels) // 2)]:
         inst = by_ann[int(matched.ann_id[i])]
         image = load_image(inst.image_path)
         confidence = scores[matched.row[i]]  # (K,) the prediction's keypoint scores
@@ -87,15 +106,19 @@ def draw_worst(
         panels.append(
             _panel(image, inst.box, inst.keypoints, spec, f"ground truth\nannotation {inst.ann_id}", 0.0)
         )
+    if not panels:
+        print(f"note: no labelled person to draw into {path.name}")
+        return None
     return save_grid(panels, path, columns=6, max_width=1600)
 
 
-def write_worst(predictions, instances, spec, count: int, out_dir: Path, *, threshold: float = 0.3) -> Path:
+def write_worst(matched: MatchedPeople, scores, instances, spec, count: int, out_dir: Path) -> Path | None:
     """``worst.png``: the validation people with the lowest OKS, prediction beside ground truth."""
-    matched = match_people(predictions, instances, spec.sigmas)
-    path = draw_worst(matched, predictions.scores, instances, spec, count, out_dir / "worst.png",
-                      what="model", threshold=threshold)  # fmt: skip
-    print(f"the {min(count, len(matched.oks))} lowest-OKS validation people: {path}")
+    path = draw_worst(
+        matched, scores, instances, spec, count, out_dir / "worst.png", what="model", threshold=0.3
+    )
+    if path:
+        print(f"the {count} lowest-OKS validation people (missed ones first): {path}")
     return path
 
 
@@ -119,33 +142,44 @@ def write_teacher_worst(checkpoint, cfg, count: int, out_dir: Path, max_people: 
         return None
     spec = build.keypoint_spec(cfg)
     files = build.resolve_data(cfg, progress=False)
-    pool = [inst for inst in load_coco_instances(files.train_annotations, files.train_images, spec)
-            if (inst.keypoints[:, 2] > 0).any()][:max_people]  # fmt: skip
+    train = build.load_instances(files, spec, "train")
+    split = (
+        Path(checkpoint).parent.parent / "split.json"
+    )  # the run's labelled subset, when the run folder is there
+    labelled_ids = set(read_json(split, "split file").get("train_ann_ids", [])) if split.is_file() else set()
+    # the unlabelled pool (data.unlabeled_*: extra images have no ground truth to compare with, so they drop out)
+    pool = [inst for inst in build.unlabeled_instances(cfg, files, train)
+            if (inst.keypoints[:, 2] > 0).any() and inst.ann_id not in labelled_ids][:max_people]  # fmt: skip
     if not pool:
+        print("note: no unlabelled person with ground truth to compare the teacher's pseudo-labels with")
         return None
     predictions = predict(
         teacher.eval(), build.build_dataset(cfg, pool, train=False), build.build_codec(cfg),
         ctx=DistributedContext(), batch_size=cfg.eval.batch_size, flip_index=None, decode=cfg.eval.decode,
     )  # fmt: skip
-    matched = match_people(predictions, pool, spec.sigmas)
+    matched = pair_by_annotation(predictions, pool, spec.sigmas)
     path = draw_worst(matched, predictions.scores, pool, spec, count, out_dir / "worst_pseudo_labels.png",
                       what="teacher", threshold=cfg.method.confidence_threshold)  # fmt: skip
-    print(
-        f"the teacher's {min(count, len(matched.oks))} worst pseudo-labels on {len(pool)} training people: {path}"
-    )
+    if path:
+        print(f"the teacher's {count} worst pseudo-labels on {len(pool)} unlabelled training people: {path}")
     return path
 
 
 def write_diagnostics(
     checkpoint, cfg, predictions, annotations: Path, images: Path, spec, *, per_keypoint: str | None,
-    worst: tuple[int, str] | None,
+    worst: tuple[int, str] | None, detector_boxes: bool = False,
 ) -> None:  # fmt: skip
-    """The per-keypoint report and/or the worst cases of an evaluation (ground truth read from ``annotations``)."""
+    """The per-keypoint report and/or the worst cases of an evaluation (ground truth read from ``annotations``;
+    ``detector_boxes``: the predictions were made on detector boxes, so they are matched to people by OKS)."""
     truth = load_coco_instances(annotations, images, spec, require_keypoints=True)
+    matched = pairs_of(predictions, truth, spec, detector_boxes)
     if per_keypoint:
-        write_per_keypoint(predictions, truth, spec, cfg.data.input_size, Path(per_keypoint),
+        write_per_keypoint(matched, spec, cfg.data.input_size, Path(per_keypoint),
                            title=f"{Path(checkpoint).name} on {annotations.name}")  # fmt: skip
     if worst:
         count, folder = worst
-        write_worst(predictions, truth, spec, count, Path(folder))
-        write_teacher_worst(checkpoint, cfg, count, Path(folder))
+        write_worst(matched, predictions.scores, truth, spec, count, Path(folder))
+        try:
+            write_teacher_worst(checkpoint, cfg, count, Path(folder))
+        except DataError as error:  # e.g. the training data of the checkpoint is not on this machine
+            print(f"note: no picture of the teacher's pseudo-labels: {error}")

@@ -78,8 +78,11 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         run_dir = Path(cfg.output_dir) / cfg.name
         seed_everything(cfg.train.seed)  # the same initial weights on every rank and in every rerun
         try:
-            model = build.build_model(cfg)
-            method = build.build_method(cfg, model)
+            built = (
+                build.bare_config(cfg) if resume else cfg
+            )  # a resumed run's weights come from its checkpoint
+            model = build.build_model(built)
+            method = build.build_method(built, model)
             data = prepare_training_data(cfg, method, run_dir, ctx)
         except TrsposeError:
             if ctx.is_main and not resume:  # a new run that never started: rerunning needs no --overwrite
@@ -151,13 +154,12 @@ def evaluate(
             drawn = min(drawn, num_overlays) if num_overlays else drawn  # draw_overlays' max_images
             print(f"predicted skeletons on {drawn} validation images: {grid}")
             _hint_if_nothing_drawn(results, 0.3, "the overlays")
+        print_metrics_table(metrics, title=f"{Path(checkpoint).name} on {ann.name}")
         if per_keypoint or worst:
             from trspose.engine.diagnostics import write_diagnostics
 
-            write_diagnostics(
-                checkpoint, cfg, predictions, ann, img, spec, per_keypoint=per_keypoint, worst=worst
-            )
-        print_metrics_table(metrics, title=f"{Path(checkpoint).name} on {ann.name}")
+            write_diagnostics(checkpoint, cfg, predictions, ann, img, spec, per_keypoint=per_keypoint,
+                              worst=worst, detector_boxes=boxes is not None)  # fmt: skip
         return metrics
     finally:
         cleanup_distributed()

@@ -12,6 +12,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import shutil
@@ -32,6 +33,8 @@ from trspose.config import (
 )
 from trspose.data.coco import write_json
 from trspose.errors import TrainingError, TrsposeError
+
+log = logging.getLogger(__name__)
 
 
 def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) -> Path:
@@ -149,21 +152,32 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def write_run_metadata(run_dir: Path, cfg: ExperimentConfig, device: torch.device, world_size: int) -> None:
+def write_run_metadata(
+    run_dir: Path, cfg: ExperimentConfig, device: torch.device, world_size: int, precision: str = "float32"
+) -> None:
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    (run_dir / "environment.json").write_text(json.dumps(environment_record(device, world_size), indent=2))
+    record = {**environment_record(device, world_size), "precision": precision}
+    (run_dir / "environment.json").write_text(json.dumps(record, indent=2))
 
 
-def note_resumed_environment(run_dir: Path, step: int, device: torch.device, world_size: int) -> None:
-    """Add this sitting's environment (revision, versions, device) to the run's environment.json, under
-    ``resumed``: the top-level fields stay those of the run's start, each resume appends ``{"step": ..., ...}``."""
+def note_resumed_environment(
+    run_dir: Path, step: int, device: torch.device, world_size: int, precision: str = "float32"
+) -> None:
+    """Add this sitting's environment (revision, versions, device, precision) to the run's environment.json, under
+    ``resumed``: the top-level fields stay those of the run's start, each resume appends ``{"step": ..., ...}``.
+    A sitting that trains in another precision than the start (``train.amp`` on a machine with or without bf16
+    units) is said in a warning: the run goes on, and the record says from which step."""
     path = run_dir / "environment.json"
-    now = environment_record(device, world_size)
+    now = {**environment_record(device, world_size), "precision": precision}
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         # missing or unreadable: the start's environment is lost; this sitting's stands in for it, marked so
         record = {**now, "unknown_start": True}
+    before = (record.get("resumed") or [record])[-1].get("precision", "float32")
+    if before != precision:
+        log.warning("resuming at step %d in %s; the previous sitting trained in %s (train.amp on %s)",
+                    step, precision, before, now["device"])  # fmt: skip
     record.setdefault("resumed", []).append({"step": step, **now})
     write_json(record, path)
 

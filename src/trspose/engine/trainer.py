@@ -57,13 +57,15 @@ def cpu_has_bf16_units() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def uses_bf16(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """Whether training runs under bf16 autocast: ``train.amp`` on a device with bf16 units (CUDA, or a CPU with
+    AVX512-BF16 or AMX); float32 otherwise. Recorded in the run's environment.json at start and each resume."""
+    return cfg.train.amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16_units()))
+
+
 def autocast(cfg: ExperimentConfig, device: torch.device):
-    """bf16 autocast when ``train.amp`` is on and the device has bf16 units (CUDA, or a CPU with AVX512-BF16 or
-    AMX); full precision otherwise."""
-    if cfg.train.amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    if cfg.train.amp and device.type == "cpu" and cpu_has_bf16_units():
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if uses_bf16(cfg, device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -78,7 +80,13 @@ def evaluate_validation(
     )  # fmt: skip
     if not ctx.is_main:
         return {}
-    coco = coco_metrics(predictions, data.val_annotations, spec.sigmas, image_ids=data.val_image_ids)
+    coco = coco_metrics(  # detector boxes (data.val_boxes): OKS-NMS, as trspose eval
+        predictions,
+        data.val_annotations,
+        spec.sigmas,
+        oks_nms=bool(cfg.data.val_boxes),
+        image_ids=data.val_image_ids,
+    )
     metrics = {f"val/{k}": 100.0 * v for k, v in coco.items()}
     # per-joint curves: PCK@0.1 of each keypoint (keypoints never labelled in the set are left out)
     _, per_keypoint = pck_of_instances(predictions, data.validation.instances, threshold=0.1)
@@ -137,10 +145,11 @@ def fit(
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         method.wrap(lambda module: DistributedDataParallel(module, device_ids=device_ids))
     if ctx.is_main:
+        precision = "bf16 autocast" if uses_bf16(cfg, ctx.device) else "float32"
         if resume:
-            note_resumed_environment(run_dir, start_step, ctx.device, ctx.world_size)
+            note_resumed_environment(run_dir, start_step, ctx.device, ctx.world_size, precision)
         else:
-            write_run_metadata(run_dir, cfg, ctx.device, ctx.world_size)
+            write_run_metadata(run_dir, cfg, ctx.device, ctx.world_size, precision)
     logger = MetricsLogger(run_dir if ctx.is_main else None)
 
     streams = _open_streams(cfg, method, data, ctx, start_step)

@@ -65,15 +65,20 @@ def read_frame_boxes(path: str | Path) -> dict[int, list[np.ndarray]]:
         )
     boxes: dict[int, list[np.ndarray]] = {}
     for where, frame, box, score in entries:
-        index = check_id(
-            int(frame) if isinstance(frame, str) and frame.isdigit() else frame, path, where, "frame"
-        )
+        index = check_id(_frame_number(frame), path, where, "frame")
         x, y, w, h = check_box(box, path, where)
         if w <= 0 or h <= 0:
             fail(path, where, f"bbox {box!r} is empty; width and height must be > 0")
         confidence = check_number(score, path, where, "score")
         boxes.setdefault(index, []).append(np.array([x, y, w, h, confidence], dtype=np.float32))
     return boxes
+
+
+def _frame_number(frame: object) -> object:
+    """A JSON object key such as "12" as the integer 12; anything else unchanged (check_id judges it)."""
+    if isinstance(frame, str) and frame.isdecimal() and len(frame) < 19:
+        return int(frame)
+    return frame
 
 
 def box_from_keypoints(

@@ -34,7 +34,6 @@ METRIC_NAMES = (
     "ARm",
     "ARl",
 )  # COCOeval.stats order
-RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 KEYPOINT_SCORE_THRESHOLD = 0.2  # HRNet / MMPose "in_vis_thre" for rescoring
 
 

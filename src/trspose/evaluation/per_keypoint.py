@@ -1,8 +1,11 @@
 """Per-keypoint diagnostics: which joints a model gets wrong, and how.
 
-Predicted people are matched to ground-truth people image by image, greedily by OKS in order of prediction score
-(COCO's matching, without its thresholds), so detector boxes and ground-truth boxes are treated alike. Over the
-matched pairs and the labelled keypoints (v > 0), per keypoint:
+Predictions made on ground-truth boxes are paired with the person of their box (``pair_by_annotation``: a
+prediction that drifted onto a neighbour stays wrong, as in the training log's per-keypoint PCK); predictions made
+on detector boxes are matched to ground-truth people image by image, greedily by OKS in order of prediction score
+(``match_people``: COCO's matching, down to OKS 0.1 rather than COCO's thresholds of 0.5 and above, so that
+poor predictions are still diagnosed; a person nothing reaches counts as missed). Over the pairs and the labelled keypoints (v > 0), per
+keypoint:
 
 - ``oks``: mean per-keypoint OKS similarity ``exp(-d^2 / (2 s^2 k^2))`` (COCO's sigmas and object scale);
 - ``pck@0.05`` / ``pck@0.1``: fraction within 0.05 / 0.1 of the ground-truth box's longer side;
@@ -24,6 +27,7 @@ from trspose.data.transforms import BOX_PADDING
 
 METRICS = ("oks", "pck@0.05", "pck@0.1", "error_px", "swap_rate")
 SWAP_SIMILARITY = 0.5  # Ronchi & Perona's threshold between "at this joint" and "not"
+MATCH_MIN_OKS = 0.1  # detector boxes: a prediction with less OKS to every free person is matched to none
 
 
 @dataclass
@@ -50,7 +54,7 @@ def keypoint_similarity(predicted: np.ndarray, truth: np.ndarray, area: np.ndarr
 
 def match_people(predictions, instances, sigmas) -> MatchedPeople:
     """Match ``predictions`` (engine.evaluate.Predictions) to labelled ``instances`` image by image, greedily by
-    OKS in order of the mean keypoint score. Ground-truth people left unmatched are paired with nothing."""
+    OKS in order of the mean keypoint score (detector boxes). People no prediction reaches: :func:`unmatched`."""
     truth_by_image: dict[int, list] = {}
     for inst in instances:
         if (inst.keypoints[:, 2] > 0).any():
@@ -70,28 +74,50 @@ def match_people(predictions, instances, sigmas) -> MatchedPeople:
                     predictions.keypoints[row], inst.keypoints[:, :2], inst.area, sigmas
                 )
                 oks = float(terms[labelled].mean())
-                if oks > best_oks:
+                if oks >= MATCH_MIN_OKS and (best is None or oks > best_oks):
                     best, best_oks = j, oks
             if best is not None:
                 taken.add(best)
-                pairs.append((row, people[best], best_oks))
+                pairs.append((row, people[best]))
+    return _pairs(predictions, pairs, sigmas)
+
+
+def pair_by_annotation(predictions, instances, sigmas) -> MatchedPeople:
+    """Pair each prediction with the labelled instance whose box it was made on (same annotation id)."""
+    by_id = {int(inst.ann_id): inst for inst in instances if (inst.keypoints[:, 2] > 0).any()}
+    pairs = [(row, by_id[int(ann)]) for row, ann in enumerate(predictions.ann_id) if int(ann) in by_id]
+    return _pairs(predictions, pairs, sigmas)
+
+
+def _pairs(predictions, pairs: list, sigmas) -> MatchedPeople:
+    """MatchedPeople of (prediction row, instance) pairs, with each pair's OKS over its labelled keypoints."""
+    k = len(sigmas)
     if not pairs:
-        k = predictions.keypoints.shape[1] if predictions.keypoints.ndim == 3 else len(sigmas)
-        empty = np.zeros((0, k, 2), np.float32)
         none = np.zeros(0, np.int64)
-        return MatchedPeople(empty, empty, np.zeros((0, k), bool), np.zeros((0, 4)), np.zeros(0), np.zeros(0),
-                             none, none, none)  # fmt: skip
+        return MatchedPeople(np.zeros((0, k, 2), np.float32), np.zeros((0, k, 2), np.float32), np.zeros((0, k), bool),
+                             np.zeros((0, 4)), np.zeros(0), np.zeros(0), none, none, none)  # fmt: skip
+    predicted = np.stack([predictions.keypoints[row] for row, _ in pairs])
+    truth = np.stack([inst.keypoints[:, :2] for _, inst in pairs])
+    labelled = np.stack([inst.keypoints[:, 2] > 0 for _, inst in pairs])
+    area = np.array([inst.area for _, inst in pairs], dtype=float)
+    terms = keypoint_similarity(predicted, truth, area, sigmas)
     return MatchedPeople(
-        predicted=np.stack([predictions.keypoints[row] for row, _, _ in pairs]),
-        truth=np.stack([inst.keypoints[:, :2] for _, inst, _ in pairs]),
-        labelled=np.stack([inst.keypoints[:, 2] > 0 for _, inst, _ in pairs]),
-        box=np.stack([np.asarray(inst.box, float) for _, inst, _ in pairs]),
-        area=np.array([inst.area for _, inst, _ in pairs], dtype=float),
-        oks=np.array([oks for _, _, oks in pairs]),
-        ann_id=np.array([inst.ann_id for _, inst, _ in pairs], dtype=np.int64),
-        image_id=np.array([inst.image_id for _, inst, _ in pairs], dtype=np.int64),
-        row=np.array([row for row, _, _ in pairs], dtype=np.int64),
+        predicted=predicted,
+        truth=truth,
+        labelled=labelled,
+        box=np.stack([np.asarray(inst.box, float) for _, inst in pairs]),
+        area=area,
+        oks=np.array([terms[i][labelled[i]].mean() for i in range(len(pairs))]),
+        ann_id=np.array([inst.ann_id for _, inst in pairs], dtype=np.int64),
+        image_id=np.array([inst.image_id for _, inst in pairs], dtype=np.int64),
+        row=np.array([row for row, _ in pairs], dtype=np.int64),
     )
+
+
+def unmatched(matched: MatchedPeople, instances) -> list:
+    """The labelled instances that no prediction was paired with (missed people)."""
+    taken = set(matched.ann_id.tolist())
+    return [inst for inst in instances if (inst.keypoints[:, 2] > 0).any() and int(inst.ann_id) not in taken]
 
 
 def per_keypoint_metrics(

@@ -114,7 +114,7 @@ def joint_cutout(
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
     """Erase square patches centred on (predicted) joints: a copy of ``images`` (B, 3, H, W) and the erased
-    patches as (image, x0, y0). Erased pixels become 0, the dataset mean after normalisation. The targets stay,
+    patches as (image, x0, y0). Erased pixels become 0, the normalisation mean (model.pixel_mean). The targets stay,
     so the student must place a hidden joint from the body around it (the strong view's "cutout around
     predicted joints"); keypoints (B, K, 2) are input pixels (x, y), valid (B, K) bool."""
     out = images.clone()

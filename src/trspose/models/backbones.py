@@ -25,7 +25,7 @@ from trspose.models.pretrained import LITE_WHEELS, create_timm_pretrained, load_
 
 log = logging.getLogger(__name__)
 
-IMAGENET = "imagenet"  # the named weight source of model.pretrained
+IMAGENET_WEIGHTS = "imagenet"  # the named weight source of model.pretrained
 STAGE_NAMES = ("stage1", "stage2", "stage3", "stage4")  # strides 4, 8, 16, 32; timm feature indices 1..4
 
 
@@ -115,8 +115,8 @@ def build_backbone(
     if unknown or not stages:
         raise ConfigError(f"unknown backbone stages {list(stages)}; choose from {', '.join(STAGE_NAMES)}")
     out_indices = tuple(sorted(STAGE_NAMES.index(stage) + 1 for stage in set(stages)))
-    backbone = Backbone(BACKBONES[name](out_indices, str(pretrained) == IMAGENET))
-    if pretrained and str(pretrained) != IMAGENET:
+    backbone = Backbone(BACKBONES[name](out_indices, str(pretrained) == IMAGENET_WEIGHTS))
+    if pretrained and str(pretrained) != IMAGENET_WEIGHTS:
         load_backbone_weights(backbone, pretrained)
     return backbone
 

