@@ -149,8 +149,8 @@ class TrainConfig:
     """Clip the gradient norm to this value (0: off)."""
     amp: bool = True
     """bf16 autocast of the training step on CUDA and on CPUs with native bf16 units (AVX512-BF16 or AMX; elsewhere
-    float32). On such a CPU it made ResNets 1.3-1.7x faster but EfficientNet-Lite's depthwise convolutions slower
-    (BENCHMARKS.md): the Lite configs set it false."""
+    float32). On such a CPU it made ResNets 1.5-1.7x faster but EfficientNet-Lite's depthwise convolutions slower
+    (BENCHMARKS.md, "Training speed"): the Lite configs set it false."""
     seed: int = 0
     """Base seed; each rank uses seed + rank."""
     eval_every: int = 500
