@@ -32,10 +32,10 @@ def main() -> None:
 
     import torch
 
-    from trspose.data.coco import write_json
     from trspose.engine.jobs import model_from_checkpoint
     from trspose.engine.run_folder import device_name
     from trspose.export import OnnxPoseModel, export_onnx
+    from trspose.io import write_json
 
     cfg, model = model_from_checkpoint(args.checkpoint)
     with tempfile.TemporaryDirectory() as folder:

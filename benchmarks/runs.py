@@ -26,7 +26,7 @@ def load_records(path: Path) -> list[dict]:
 
 
 def save_records(records: list[dict], path: Path) -> None:
-    from trspose.data.coco import write_json
+    from trspose.io import write_json
 
     write_json(records, path)  # atomic: an interrupted table keeps what it has
 

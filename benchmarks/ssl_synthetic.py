@@ -39,7 +39,7 @@ ROWS = [
 # every 250 steps instead of 500, and method keys that only the semi-supervised methods read.
 SUPERVISED_ROW_DIFFERS = {
     "train.eval_every", "method.burn_in_steps", "method.confidence_threshold", "method.ema_momentum",
-    "method.rampup_steps", "method.strong_view.blur_sigma",
+    "method.rampup_steps", "data.strong_view.blur_sigma",
 }  # fmt: skip
 UPPER_BOUND = ("supervised", "all labels", ["method.name=supervised", NO_MFL])
 
@@ -71,7 +71,7 @@ def main() -> None:
     quick = [
         "data.synthetic_size=tiny", "train.steps=40", "train.warmup_steps=5", "train.eval_every=10",
         "train.checkpoint_every=40", "method.burn_in_steps=10", "method.rampup_steps=10", "train.batch_size=8",
-        "method.unlabeled_batch_size=8", "data.holdout_fraction=0.3",
+        "train.unlabeled_batch_size=8", "data.holdout_fraction=0.3",
     ] if args.quick else []  # fmt: skip
     fractions = [0.3] if args.quick else args.fractions
     results = ResultsFile(out)

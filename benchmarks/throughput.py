@@ -39,7 +39,6 @@ comparing numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shlex
@@ -248,8 +247,9 @@ class Bench:
 
     def model_benchmarks(self, name: str, size: tuple[int, int], variant: str = "auto") -> None:
         torch = self.torch
+        from trspose.data.codec import heatmap_size_for
         from trspose.data.keypoints import SPECS
-        from trspose.engine.evaluate import predict_heatmaps
+        from trspose.engine.inference import predict_heatmaps
         from trspose.engine.trainer import cpu_has_bf16_units
         from trspose.methods.losses import heatmap_mse
         from trspose.models import build_pose_model
@@ -274,7 +274,8 @@ class Bench:
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         generator = torch.Generator().manual_seed(0)
         images = torch.randn(bs, 3, h, w, generator=generator).to(self.device)
-        targets = torch.rand(bs, NUM_KEYPOINTS, h // 4, w // 4, generator=generator).to(self.device)
+        heatmap_shape = (bs, NUM_KEYPOINTS, *heatmap_size_for((h, w)))
+        targets = torch.rand(heatmap_shape, generator=generator).to(self.device)
         weight = torch.ones(bs, NUM_KEYPOINTS, device=self.device)
         extra = {
             "params_m": round(params_m, 2),
@@ -465,14 +466,8 @@ def markdown_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
+    from trspose.io import write_json
     from trspose.models import BACKBONES
 
     parser = argparse.ArgumentParser(
@@ -575,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if bench.data_skipped:
             notes += f" data_loading skipped: {bench.data_skipped}"
-        write_json(args.out, {"records": bench.records, "command": command, "notes": notes})
+        write_json({"records": bench.records, "command": command, "notes": notes}, args.out)
 
     bench.data_skipped = None
     if args.no_data:

@@ -43,22 +43,56 @@ def test_config_round_trips_and_old_dicts_load():
     from trspose.config import config_from_dict
 
     cfg = load_config(
-        overrides=["method.strong_view.blur_sigma=[0.2,0.9]", "method.confidence_keep_fraction=0.7"]
+        overrides=["data.strong_view.blur_sigma=[0.2,0.9]", "method.confidence_keep_fraction=0.7"]
     )
     assert load_config_text(dump_yaml(cfg)) == cfg  # tuples survive YAML as lists and come back as tuples
     old = config_to_dict(cfg)
-    for key in (
-        "strong_view",
-        "weak_view",
-        "confidence_keep_fraction",
-    ):  # a checkpoint from before these keys
-        del old["method"][key]
+    for section, key in (
+        ("data", "strong_view"),
+        ("data", "weak_view"),
+        ("method", "confidence_keep_fraction"),
+    ):
+        del old[section][key]  # a checkpoint from before these keys
     restored = config_from_dict(yaml.safe_load(yaml.safe_dump(old)))
     assert (
-        restored.method.strong_view.blur_sigma == (0.1, 2.0)
-        and restored.method.confidence_keep_fraction == 1.0
+        restored.data.strong_view.blur_sigma == (0.1, 2.0) and restored.method.confidence_keep_fraction == 1.0
     )
-    assert restored.method.weak_view.rotation_deg == 10.0
+    assert restored.data.weak_view.rotation_deg == 10.0
+
+
+def test_moved_keys_load_from_their_old_place_with_a_note(tmp_path, capsys):
+    """method.{unlabeled_batch_size,unlabeled_box_jitter,weak_view,strong_view} moved to train / data."""
+    from trspose.config import config_from_dict
+
+    path = tmp_path / "old.yaml"
+    path.write_text(
+        "method:\n  name: trs\n  unlabeled_batch_size: 8\n  strong_view:\n    blur_sigma: [0.1, 0.5]\n"
+    )
+    cfg = load_config(path, ["method.unlabeled_box_jitter=0.1", "method.weak_view.flip_prob=0.0"])
+    assert cfg.train.unlabeled_batch_size == 8 and cfg.data.strong_view.blur_sigma == (0.1, 0.5)
+    assert cfg.data.unlabeled_box_jitter == 0.1 and cfg.data.weak_view.flip_prob == 0.0
+    assert cfg.data.weak_view.rotation_deg == 10.0  # a partial old section keeps the other defaults
+    notes = capsys.readouterr().err.splitlines()
+    assert len(notes) == 4 and f"'method.strong_view' ({path}) is now 'data.strong_view'" in notes[1]
+    # an old checkpoint's config: the same values, silently
+    old = config_to_dict(load_config(overrides=["train.unlabeled_batch_size=5"]))
+    old["method"]["unlabeled_batch_size"] = old["train"].pop("unlabeled_batch_size")
+    old["method"]["strong_view"] = old["data"].pop("strong_view")
+    assert config_from_dict(old).train.unlabeled_batch_size == 5
+    assert capsys.readouterr().err == ""
+
+
+def test_choices_are_checked_by_their_type():
+    with pytest.raises(
+        ConfigError, match=r"'method.name' must be one of supervised, mean_teacher, dual, trs; got 'fixmatch'"
+    ):
+        load_config(overrides=["method.name=fixmatch"])
+    with pytest.raises(
+        ConfigError, match=r"'method.reviewer.policy' must be one of best, periodic, slow_ema, none"
+    ):
+        load_config(overrides=["method.reviewer.policy=latest"])
+    with pytest.raises(ConfigError, match=r"'train.optimizer' must be one of adam, adamw; got 1"):
+        load_config(overrides=["train.optimizer=1"])
 
 
 def load_config_text(text: str) -> ExperimentConfig:
@@ -132,8 +166,8 @@ def test_unlabelled_views_are_configurable_and_checked():
     cfg = load_config(
         overrides=[
             "method.name=trs",
-            "method.strong_view.blur_sigma=[0.1,0.7]",
-            "method.weak_view.flip_prob=0.0",
+            "data.strong_view.blur_sigma=[0.1,0.7]",
+            "data.weak_view.flip_prob=0.0",
         ]
     )
     views = build.build_unlabeled(cfg, [])
@@ -141,13 +175,13 @@ def test_unlabelled_views_are_configurable_and_checked():
     assert views.strong_transform.augment.noise_std == 10.0  # the rest keep their defaults
     assert views.weak_transform.augment.flip_prob == 0.0
     assert views.weak_transform.augment.rotation_deg == 10.0
-    with pytest.raises(ConfigError, match=r"method\.strong_view.*blur_prob"):
-        load_config(overrides=["method.strong_view.blur_prob=2"])
-    with pytest.raises(ConfigError, match=r"method\.strong_view.*blur_sigma"):
-        load_config(overrides=["method.strong_view.blur_sigma=[2,1]"])
-    with pytest.raises(ConfigError, match=r"method\.strong_view.*noise_std"):
-        load_config(overrides=["method.strong_view.noise_std=-1"])
-    with pytest.raises(ConfigError, match=r"method\.weak_view\.half_body_prob"):
-        load_config(overrides=["method.weak_view.half_body_prob=0.3"])
-    with pytest.raises(ConfigError, match=r"method\.weak_view\.cutout_prob"):
-        load_config(overrides=["method.weak_view.cutout_prob=0.5"])  # the weak view has no cutout
+    with pytest.raises(ConfigError, match=r"data\.strong_view.*blur_prob"):
+        load_config(overrides=["data.strong_view.blur_prob=2"])
+    with pytest.raises(ConfigError, match=r"data\.strong_view.*blur_sigma"):
+        load_config(overrides=["data.strong_view.blur_sigma=[2,1]"])
+    with pytest.raises(ConfigError, match=r"data\.strong_view.*noise_std"):
+        load_config(overrides=["data.strong_view.noise_std=-1"])
+    with pytest.raises(ConfigError, match=r"data\.weak_view\.half_body_prob"):
+        load_config(overrides=["data.weak_view.half_body_prob=0.3"])
+    with pytest.raises(ConfigError, match=r"data\.weak_view\.cutout_prob"):
+        load_config(overrides=["data.weak_view.cutout_prob=0.5"])  # the weak view has no cutout

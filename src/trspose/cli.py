@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "eval":
         from trspose.engine import jobs
 
-        jobs.evaluate(
+        jobs.evaluate_checkpoint(
             args.checkpoint, annotations=args.annotations, images=args.images, boxes=args.boxes,
             flip_test=False if args.no_flip else None, results_out=args.results, overlays=args.overlays,
             num_overlays=args.num_overlays, per_keypoint=args.per_keypoint, worst=_worst(args.worst),

@@ -16,26 +16,32 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
 from trspose.data.normalization import backbone_normalization
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
-from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig
-from trspose.methods.reviewer import ReviewerConfig
+from trspose.methods.trs import TeacherStudentConfig
+
+# Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
+WEAK_VIEW = AugmentConfig(
+    scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0
+)
 
 
 @dataclass
 class DataConfig:
     """Where the images and annotations come from and how crops are made."""
 
-    dataset: str = "synthetic"
+    dataset: Literal["synthetic", "coco"] = "synthetic"
     """'synthetic' (the built-in rendered people, generated on demand) or 'coco' (COCO-format files on disk)."""
     synthetic_size: str = "demo"
     """Size preset of the synthetic dataset: tiny, demo or default."""
@@ -65,7 +71,7 @@ class DataConfig:
     """Use only this many labelled person instances (0: all). See split_mode."""
     labeled_fraction: float = 0.0
     """Alternative to num_labeled: a fraction of the instances (0: all)."""
-    split_mode: str = "first"
+    split_mode: Literal["first", "random"] = "first"
     """'first' N instances in file order (the literature's protocol) or a seeded 'random' subset."""
     split_seed: int = 0
     """Seed of a random labelled subset."""
@@ -91,6 +97,13 @@ class DataConfig:
     """Drop unlabelled boxes scored below this (detector boxes)."""
     unlabeled_include_train: bool = True
     """With unlabeled_images, also keep the training split's boxes in the unlabelled pool."""
+    unlabeled_box_jitter: float = 0.0
+    """Relative jitter of unlabelled person boxes (0: ground-truth boxes, as the literature)."""
+    weak_view: AugmentConfig = field(default_factory=lambda: dataclasses.replace(WEAK_VIEW))
+    """The teacher's (and reviewer's) view of an unlabelled person: mild affine and flip, no half-body."""
+    strong_view: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
+    """The student's view of an unlabelled person: larger affine, colour jitter, blur (sigma in crop px),
+    noise (0-255 units) and cutout (a fraction of the crop's shorter side)."""
 
 
 @dataclass
@@ -110,7 +123,7 @@ class ModelConfig:
     """RGB std that pixels are divided by (empty: as pixel_mean)."""
     channels_last: bool = True
     """Run the network in channels_last memory format (faster convolutions on CPU and GPU; same results)."""
-    head: str = "auto"
+    head: Literal["auto", "deconv", "conv", "fpn"] = "auto"
     """Main head: 'auto' (SimpleBaseline deconvolutions for ResNet/MobileNet, HRNet's conv head for HRNet),
     'deconv', 'conv' or 'fpn' (feature pyramid over strides 8/16/32: learns much sooner from scratch)."""
     head_channels: int = 256
@@ -131,7 +144,9 @@ class TrainConfig:
     """Total optimiser steps."""
     batch_size: int = 32
     """Labelled crops per step per rank."""
-    optimizer: str = "adam"
+    unlabeled_batch_size: int = 32
+    """Unlabelled people per step per rank (semi-supervised methods)."""
+    optimizer: Literal["adam", "adamw"] = "adam"
     """'adam' or 'adamw'."""
     lr: float = 1e-3
     """Peak learning rate (Adam 1e-3 as in SimpleBaseline)."""
@@ -139,7 +154,7 @@ class TrainConfig:
     """Weight decay (AdamW: decoupled)."""
     warmup_steps: int = 100
     """Linear warm-up from lr/100 over this many steps."""
-    schedule: str = "step"
+    schedule: Literal["step", "cosine"] = "step"
     """'step' (x gamma at each milestone) or 'cosine'."""
     milestones: list[float] = field(default_factory=lambda: [0.7, 0.9])
     """Step-schedule milestones as fractions of steps (the PoseDual lineage decays at 70% and 90%)."""
@@ -159,7 +174,7 @@ class TrainConfig:
     """Write the 'last' checkpoint every this many steps."""
     log_every: int = 20
     """Write metrics every this many steps."""
-    select_on: str = "final"
+    select_on: Literal["final", "holdout"] = "final"
     """Checkpoint called 'best': 'final' (the last one) or 'holdout' (best PCK on the labelled hold-out)."""
 
 
@@ -171,56 +186,21 @@ class EvalConfig:
     """Crops per forward pass."""
     flip_test: bool = True
     """Average the prediction with that of the flipped crop."""
-    decode: str = "dark"
+    decode: Literal["dark", "argmax"] = "dark"
     """Heatmap decoding: 'dark' (sub-pixel, Zhang et al. 2020) or 'argmax'."""
     max_images: int = 0
     """Evaluate on the first N validation images by id, ground truth and predictions alike (0: all)."""
 
 
-# Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
-WEAK_VIEW = AugmentConfig(
-    scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0
-)
+MethodName = Literal["supervised", "mean_teacher", "dual", "trs"]
 
 
 @dataclass
-class MethodConfig:
-    """The training method and its semi-supervised knobs (ignored by 'supervised')."""
+class MethodConfig(TeacherStudentConfig):
+    """The training method and its semi-supervised knobs (``TeacherStudentConfig``; ignored by 'supervised')."""
 
-    name: str = "supervised"
+    name: MethodName = "supervised"
     """'supervised', 'mean_teacher' (EMA teacher, no reviewer, no Keypoint-Mix), 'dual' (PoseDual) or 'trs'."""
-    unlabeled_batch_size: int = 32
-    """Unlabelled instances per step per rank."""
-    unlabeled_box_jitter: float = 0.0
-    """Relative jitter of unlabelled person boxes (0: ground-truth boxes, as the literature)."""
-    burn_in_steps: int = 200
-    """Supervised-only steps before the teacher is copied from the student and consistency starts."""
-    ema_momentum: float = 0.999
-    """Teacher = EMA of the student with this momentum."""
-    consistency_weight: float = 1.0
-    """Weight of the teacher consistency term after ramp-up."""
-    rampup_steps: int = 300
-    """Sigmoid ramp-up of the consistency weight after burn-in."""
-    confidence_threshold: float = 0.2
-    """Pseudo-keypoints whose teacher peak is below this are ignored."""
-    confidence_keep_fraction: float = 1.0
-    """Of the pseudo-keypoints that pass the threshold, keep only this fraction of each batch's most confident
-    (per rank; 1: no such cut). Unlike a fixed threshold, it follows the teacher's calibration."""
-    keypoint_mix: bool = True
-    """Keypoint-Mix on the student's strong view (TRS only)."""
-    keypoint_mix_labeled: bool = False
-    """Also apply Keypoint-Mix to labelled crops."""
-    mix: KeypointMixConfig = field(default_factory=KeypointMixConfig)
-    """Keypoint-Mix probability, count, patch size and source."""
-    joint_cutout: JointCutoutConfig = field(default_factory=JointCutoutConfig)
-    """Cutout around the teacher's predicted joints on the strong view (TRS and mean teacher; off by default)."""
-    weak_view: AugmentConfig = field(default_factory=lambda: dataclasses.replace(WEAK_VIEW))
-    """The teacher's (and reviewer's) view of an unlabelled person: mild affine and flip, no half-body."""
-    strong_view: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
-    """The student's view of an unlabelled person: larger affine, colour jitter, blur (sigma in crop px),
-    noise (0-255 units) and cutout (a fraction of the crop's shorter side)."""
-    reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
-    """The reviewer store (TRS only)."""
 
 
 @dataclass
@@ -244,10 +224,8 @@ class ExperimentConfig:
 def validate(cfg: ExperimentConfig) -> None:
     """Value checks that types alone cannot express; each error names the key."""
     checks = [
-        (cfg.data.dataset in ("synthetic", "coco"), "data.dataset must be 'synthetic' or 'coco'"),
-        (cfg.data.split_mode in ("first", "random"), "data.split_mode must be 'first' or 'random'"),
-        (all(s > 0 and s % 32 == 0 for s in cfg.data.input_size),
-         "data.input_size must be positive multiples of 32 (height, width), e.g. [256, 192] or [128, 96]"),
+        (valid_input_size(cfg.data.input_size),
+         f"data.input_size must be positive multiples of {INPUT_MULTIPLE} (height, width), e.g. [256, 192] or [128, 96]"),
         (cfg.data.num_labeled >= 0, "data.num_labeled must be >= 0"),
         (not cfg.data.unlabeled_boxes or cfg.data.unlabeled_images,
          "data.unlabeled_boxes needs data.unlabeled_images (the folder the boxes refer to)"),
@@ -255,22 +233,12 @@ def validate(cfg: ExperimentConfig) -> None:
         (not (cfg.data.num_labeled and cfg.data.labeled_fraction), "set data.num_labeled or data.labeled_fraction, not both"),
         (cfg.train.steps > 0, "train.steps must be > 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
-        (cfg.train.optimizer in ("adam", "adamw"), "train.optimizer must be 'adam' or 'adamw'"),
-        (cfg.train.schedule in ("step", "cosine"), "train.schedule must be 'step' or 'cosine'"),
-        (cfg.train.select_on in ("final", "holdout"), "train.select_on must be 'final' or 'holdout'"),
-        (cfg.eval.decode in ("dark", "argmax"), "eval.decode must be 'dark' or 'argmax'"),
-        (cfg.method.name in ("supervised", "mean_teacher", "dual", "trs"),
-         "method.name must be one of supervised, mean_teacher, dual, trs"),
-        (cfg.method.reviewer.policy in ("best", "periodic", "slow_ema", "none"),
-         "method.reviewer.policy must be best, periodic, slow_ema or none"),
-        (cfg.method.reviewer.fusion in ("separate", "agreement", "confidence"),
-         "method.reviewer.fusion must be separate, agreement or confidence"),
+        (cfg.train.unlabeled_batch_size > 0, "train.unlabeled_batch_size must be > 0"),
         (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
-        (cfg.method.mix.source in ("batch", "swap"), "method.mix.source must be 'batch' or 'swap'"),
         (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
         (0.0 < cfg.method.confidence_keep_fraction <= 1.0, "method.confidence_keep_fraction must be in (0, 1]"),
-        (cfg.method.weak_view.half_body_prob == 0 and cfg.method.strong_view.half_body_prob == 0,
-         "method.weak_view.half_body_prob and method.strong_view.half_body_prob must be 0: half-body crops need "
+        (cfg.data.weak_view.half_body_prob == 0 and cfg.data.strong_view.half_body_prob == 0,
+         "data.weak_view.half_body_prob and data.strong_view.half_body_prob must be 0: half-body crops need "
          "keypoints, and unlabelled people have none"),
         (cfg.method.joint_cutout.probability == 0 or cfg.method.name in ("trs", "mean_teacher"),
          "method.joint_cutout needs method.name trs or mean_teacher (it cuts around the teacher's joints)"),
@@ -306,6 +274,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         value = float(value)  # PyYAML reads '3e-3' (no dot, YAML 1.1) as a string
     if annotation is float and isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if not isinstance(value, str) or value not in choices:
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}; got {value!r}")
+        return value
     if annotation in (int, float, str, bool):
         if type(value) is not annotation:
             raise ConfigError(f"config key '{key}' expects {annotation.__name__}, got {value!r}")
@@ -353,8 +326,41 @@ def _merge(obj: Any, overrides: dict, prefix: str = "") -> Any:
         return obj
     try:
         return dataclasses.replace(obj, **changes)
-    except ValueError as error:  # a section's own range checks (e.g. method.strong_view.blur_prob)
+    except ValueError as error:  # a section's own range checks (e.g. data.strong_view.blur_prob)
         raise ConfigError(f"config section '{prefix.rstrip('.')}': {error}") from None
+
+
+# Keys that moved, old (section, key) -> new: the old spelling still loads, with a one-line note. Data settings
+# of the unlabelled stream moved from 'method' to 'data', its batch size to 'train' (2026-12).
+MOVED_KEYS = {
+    ("method", "unlabeled_batch_size"): ("train", "unlabeled_batch_size"),
+    ("method", "unlabeled_box_jitter"): ("data", "unlabeled_box_jitter"),
+    ("method", "weak_view"): ("data", "weak_view"),
+    ("method", "strong_view"): ("data", "strong_view"),
+}
+
+
+def move_renamed_keys(tree: dict, *, where: str | None) -> dict:
+    """``tree`` (a nested config dict) with old spellings of MOVED_KEYS moved to their new place; when ``where``
+    names the source (a file, 'the command line'), each move is noted on stderr (checkpoints move silently)."""
+    tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    for (old_section, key), (new_section, new_key) in MOVED_KEYS.items():
+        section = tree.get(old_section)
+        if not isinstance(section, dict) or key not in section:
+            continue
+        value = section.pop(key)
+        new = tree.setdefault(new_section, {})
+        if not isinstance(new, dict):
+            continue  # a malformed section: _merge names it
+        new[new_key] = (
+            _deep_update(new[new_key], value)
+            if isinstance(new.get(new_key), dict) and isinstance(value, dict)
+            else value
+        )
+        if where:
+            print(f"note: config key '{old_section}.{key}' ({where}) is now '{new_section}.{new_key}'; "
+                  "the old spelling still works", file=sys.stderr)  # fmt: skip
+    return tree
 
 
 def parse_dotted(items: list[str]) -> dict:
@@ -388,6 +394,7 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)
+    data = move_renamed_keys(data, where=str(path))
     if base is not None:  # one level of inheritance: 'base: other.yaml' relative to this file
         parent = read_yaml(path.parent / base)
         data = _deep_update(parent, data)
@@ -412,7 +419,7 @@ def load_config(
     merged: dict = read_yaml(path) if path else {}
     if overrides:
         extra = overrides if isinstance(overrides, dict) else parse_dotted(overrides)
-        merged = _deep_update(merged, extra)
+        merged = _deep_update(merged, move_renamed_keys(extra, where="override"))
     return _build(merged)
 
 
@@ -463,8 +470,8 @@ def changed_keys(before: dict, now: dict, ignore: tuple[str, ...] = ()) -> list[
 
 
 def config_from_dict(data: dict) -> ExperimentConfig:
-    """Inverse of config_to_dict (used to rebuild a model from a checkpoint)."""
-    return _build(data)
+    """Inverse of config_to_dict (used to rebuild a model from a checkpoint; older key spellings accepted)."""
+    return _build(move_renamed_keys(data, where=None))
 
 
 def dump_yaml(cfg: ExperimentConfig) -> str:

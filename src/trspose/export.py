@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, pixel_normalization
-from trspose.data.coco import write_json
+from trspose.data.codec import HEATMAP_STRIDE, heatmap_size_for
 from trspose.data.transforms import BOX_PADDING
 from trspose.errors import ConfigError
-from trspose.models.pose_model import OUTPUT_STRIDE, PoseModel, PoseOutput
+from trspose.io import write_json
+from trspose.models.pose_model import PoseModel, PoseOutput
 
 SIDECAR_FORMAT = "trspose-onnx/1"
 DEFAULT_OPSET = 18  # the lowest opset of torch's dynamo-based exporter
@@ -67,8 +68,8 @@ def sidecar(cfg: ExperimentConfig, spec, *, checkpoint: str, opset: int) -> dict
         },
         "output": {
             "name": "heatmaps",
-            "shape": ["batch", spec.num_keypoints, height // OUTPUT_STRIDE, width // OUTPUT_STRIDE],
-            "stride": OUTPUT_STRIDE,
+            "shape": ["batch", spec.num_keypoints, *heatmap_size_for((height, width))],
+            "stride": HEATMAP_STRIDE,
         },
         "keypoints": list(spec.names),
         "skeleton": [list(pair) for pair in spec.skeleton],

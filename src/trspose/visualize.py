@@ -12,7 +12,9 @@ import cv2
 import numpy as np
 
 from trspose.data.coco import load_image, read_keypoint_file
+from trspose.data.geometry import affine_points, box_to_center_scale, get_affine_transform
 from trspose.data.keypoints import COCO17, KeypointSpec
+from trspose.data.transforms import BOX_PADDING, warp_image
 from trspose.errors import DataError
 
 LEFT_COLOUR = (60, 60, 255)  # BGR red: the person's left side
@@ -115,23 +117,15 @@ def save_grid(
 def crop_person(
     image: np.ndarray, box: list[float], keypoints: np.ndarray, input_size: tuple[int, int] = (256, 192)
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-down crop: box -> centre/scale at the input aspect ratio with 1.25 padding, affine warp.
+    """The evaluation crop of a person box (see :mod:`trspose.data.geometry`; no augmentation).
 
     Returns the (H, W, 3) crop and the keypoints (K, 3) mapped into it (flags unchanged).
     """
-    height, width = input_size
-    x, y, w, h = box
-    centre = np.array([x + w / 2, y + h / 2])
-    aspect = width / height
-    w, h = (h * aspect, h) if w < h * aspect else (w, w / aspect)
-    scale = np.array([w, h]) * 1.25
-    source = np.float32([centre - scale / 2, centre + [scale[0] / 2, -scale[1] / 2], centre + scale / 2])
-    target = np.float32([[0, 0], [width, 0], [width, height]])
-    affine = cv2.getAffineTransform(source, target)
-    crop = cv2.warpAffine(image, affine, (width, height), flags=cv2.INTER_LINEAR)
+    center, scale = box_to_center_scale(box, input_size, padding=BOX_PADDING)
+    image_to_crop = get_affine_transform(center, scale, 0.0, input_size)
     mapped = np.asarray(keypoints, np.float64).copy()
-    mapped[:, :2] = mapped[:, :2] @ affine[:, :2].T + affine[:, 2]
-    return crop, mapped
+    mapped[:, :2] = affine_points(mapped[:, :2], image_to_crop)
+    return warp_image(image, image_to_crop, input_size), mapped
 
 
 def preview_dataset(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from trspose.data.codec import HeatmapCodec, blur_kernel_size, flip_back
+from trspose.data.codec import HeatmapCodec, blur_kernel_size, flip_back, heatmap_size_for, valid_input_size
 from trspose.data.keypoints import COCO17
 
 torch.set_num_threads(1)
@@ -44,12 +44,12 @@ def test_dark_round_trip_is_subpixel(codec):
 
 
 def test_argmax_round_trip_of_integer_points():
-    codec = HeatmapCodec((64, 48), (16, 12), sigma=1.5, decode_method="argmax")
+    codec = HeatmapCodec((64, 48), (16, 12), sigma=1.5)
     keypoints = np.array(
         [[x * 4.0, y * 4.0, 1] for x, y in [(0, 0), (11, 15), (5, 7), (3, 14)]], dtype=np.float32
     )
     heatmaps, weight = codec.encode(keypoints)
-    coords, scores = codec.decode(torch.from_numpy(np.stack([heatmaps, heatmaps])))
+    coords, scores = codec.decode(torch.from_numpy(np.stack([heatmaps, heatmaps])), decode_method="argmax")
     np.testing.assert_allclose(coords[1].numpy(), keypoints[:, :2])
     np.testing.assert_allclose(scores.numpy(), 1.0)
     # DARK leaves border peaks alone, so it is exact there too.
@@ -71,7 +71,13 @@ def test_flip_back_swaps_channels_and_width():
     np.testing.assert_allclose(flip_back(heatmaps.numpy(), index), back.numpy())
 
 
-def test_bad_arguments_and_kernel_size():
+def test_bad_arguments_and_kernel_size(codec):
     assert blur_kernel_size(2.0) == 11
     with pytest.raises(ValueError, match="decode_method"):
-        HeatmapCodec((256, 192), (64, 48), decode_method="soft")
+        codec.decode(torch.zeros(1, 17, 64, 48), decode_method="soft")
+
+
+def test_heatmaps_are_a_quarter_of_inputs_that_are_multiples_of_32():
+    assert heatmap_size_for((256, 192)) == (64, 48) and heatmap_size_for((128, 96)) == (32, 24)
+    assert valid_input_size((256, 192)) and valid_input_size((32, 64))
+    assert not any(valid_input_size(size) for size in [(250, 192), (0, 32), (-32, 32)])

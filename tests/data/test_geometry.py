@@ -11,13 +11,11 @@ from trspose.data.geometry import (
     affine_points,
     box_to_center_scale,
     compose_affine,
-    flip_keypoints,
     get_affine_transform,
     horizontal_flip_matrix,
     invert_affine,
     warp_heatmaps,
 )
-from trspose.data.keypoints import COCO17
 
 torch.set_num_threads(1)
 
@@ -71,22 +69,6 @@ def test_compose_and_invert():
         affine_points(point, compose_affine(a, b)), affine_points(affine_points(point, b), a), atol=1e-5
     )
     np.testing.assert_allclose(affine_points(affine_points(point, a), invert_affine(a)), point, atol=1e-5)
-
-
-def test_flip_keypoints_twice_is_identity_and_swaps_sides():
-    rng = np.random.default_rng(0)
-    keypoints = np.concatenate([rng.uniform(0, 50, (17, 2)), rng.integers(0, 3, (17, 1))], axis=1).astype(
-        np.float32
-    )
-    index = COCO17.flip_index()
-    once = flip_keypoints(keypoints, 50, index)
-    np.testing.assert_allclose(
-        once[2], [49 - keypoints[1, 0], keypoints[1, 1], keypoints[1, 2]]
-    )  # right_eye <- left_eye
-    np.testing.assert_allclose(once[0, 0], 49 - keypoints[0, 0])  # nose stays nose
-    np.testing.assert_allclose(flip_keypoints(once, 50, index), keypoints, atol=1e-5)
-    flip = horizontal_flip_matrix(50)
-    np.testing.assert_allclose(affine_points(keypoints[:, :2], flip)[index], once[:, :2])
 
 
 def gaussian_maps(points, height=16, width=12, sigma=1.5):

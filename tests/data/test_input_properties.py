@@ -28,7 +28,7 @@ from trspose.data.coco import PersonInstance, load_coco_instances, load_image_fo
 from trspose.data.keypoints import COCO17
 from trspose.engine import build
 from trspose.errors import TrsposeError
-from trspose.evaluation import evaluate_coco_keypoints, load_results_json, make_results
+from trspose.evaluation import evaluate_coco_keypoints, make_results
 
 K = COCO17.num_keypoints
 TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
@@ -298,22 +298,6 @@ def test_any_mutation_of_a_valid_predict_boxes_file(data, as_list, folder, tiny_
             for b in bs
         ]
     check_folder_boxes(write_json(folder / "mutated_boxes.json", mutate(boxes, data)), folder, tiny_cfg)
-
-
-# --- results files ----------------------------------------------------------------------------------------
-
-
-@budget(80)
-@given(data=st.data())
-def test_any_mutation_of_a_results_file_loads_and_scores_or_is_one_line(data, folder):
-    results = make_results([1, 2, 2], np.full((3, K, 2), 20.0), np.full((3, K), 0.8), np.ones(3))
-    path = write_json(folder / "results.json", mutate(results, data) if data.draw(st.booleans()) else
-                      data.draw(json_values))  # fmt: skip
-    loaded = load_or_one_line_error(lambda: load_results_json(path))
-    if loaded is not None:
-        ann = write_json(folder / "valid.json", valid_coco())
-        metrics = load_or_one_line_error(lambda: evaluate_coco_keypoints(ann, loaded))
-        assert metrics is None or all(math.isnan(v) or 0.0 <= v <= 1.0 for v in metrics.values())
 
 
 # --- predict: any bytes as an image file --------------------------------------------------------------------

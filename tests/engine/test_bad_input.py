@@ -20,10 +20,11 @@ from tests.stick_figures import write_stick_figure_dataset
 from trspose.cli import main
 from trspose.config import config_to_dict, load_config
 from trspose.data.keypoints import COCO17
-from trspose.engine import build, jobs
+from trspose.data.sources import load_instances
+from trspose.engine import build, inference, jobs
 from trspose.engine.checkpoint import save_checkpoint
 from trspose.engine.distributed import DistributedContext
-from trspose.engine.evaluate import Predictions, coco_metrics
+from trspose.engine.inference import Predictions, coco_metrics
 
 TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
 K = 17
@@ -97,7 +98,7 @@ def test_eval_with_detector_boxes_counts_the_images_without_detections(
     """Case 1: with detections for half the images the printed AP rose (100 here) while pycocotools over all
     images gave about half; and --results held the detections before OKS-NMS, not what was scored."""
     gt = val_annotations(root)
-    monkeypatch.setattr(jobs, "predict", oracle(gt))
+    monkeypatch.setattr(inference, "predict", oracle(gt))
     detections = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
                   for a in gt["annotations"][:3]]  # fmt: skip
     detections.append({**detections[0], "score": 0.5})  # a duplicate person: OKS-NMS removes it
@@ -131,11 +132,10 @@ def test_coco_metrics_score_every_image_of_the_ground_truth_or_the_given_subset(
 
 def test_eval_max_images_restricts_ground_truth_and_predictions_to_the_same_images(root, tmp_path):
     cfg = load_config(TINY, [f"data.root={root}", f"output_dir={tmp_path}", "eval.max_images=2"])
-    method = build.build_method(cfg, build.build_model(cfg))
-    data = jobs.prepare_training_data(cfg, method, None, DistributedContext())
+    run = build.build_training_run(cfg, None, DistributedContext())
     first_two = sorted(image["id"] for image in val_annotations(root)["images"])[:2]
-    assert data.val_image_ids == first_two
-    assert sorted({inst.image_id for inst in data.validation.instances}) == first_two
+    assert run.validation.image_ids == first_two
+    assert sorted({inst.image_id for inst in run.validation.dataset.instances}) == first_two
 
 
 def broken_copies(root: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
@@ -225,7 +225,7 @@ def test_eval_overlays_print_the_number_drawn_and_say_when_nothing_is_above_the_
     root, checkpoint, tmp_path, capsys, monkeypatch
 ):
     """'predicted skeletons on 12 validation images' was printed for a set of 6; blank overlays had no hint."""
-    monkeypatch.setattr(jobs, "predict", oracle(val_annotations(root), score=0.1))
+    monkeypatch.setattr(inference, "predict", oracle(val_annotations(root), score=0.1))
     code, out, err = run_cli(capsys, "eval", checkpoint, "--overlays", tmp_path / "overlays")
     assert code == 0, err
     assert "predicted skeletons on 6 validation images" in out
@@ -253,7 +253,7 @@ def test_predict_accepts_a_dataset_wide_detections_file_for_some_of_its_images(
 def test_the_stand_in_model_predicting_the_ground_truth_scores_100(root):
     """The stand-in behind the tests above: ground truth as predictions, with ground-truth boxes, is AP 1."""
     cfg = load_config(TINY, [f"data.root={root}"])
-    instances = build.load_instances(build.resolve_data(cfg), COCO17, "val")
+    instances = load_instances(build.resolve_data(cfg), COCO17, "val")
     predictions = oracle(val_annotations(root))(None, build.build_dataset(cfg, instances, train=False), None)
     metrics = coco_metrics(predictions, root / "annotations" / "person_keypoints_val.json", COCO17.sigmas)
     assert metrics["AP"] == pytest.approx(1.0)

@@ -18,7 +18,7 @@ from trspose.config import load_config
 from trspose.data.coco import PersonInstance, load_coco_instances
 from trspose.data.keypoints import COCO17
 from trspose.engine import build, jobs
-from trspose.engine.evaluate import Predictions, predict_crops
+from trspose.engine.inference import Predictions, predict_crops
 from trspose.evaluation.per_keypoint import match_people, per_keypoint_metrics
 
 REPO = Path(__file__).parents[2]
@@ -123,8 +123,8 @@ def test_predict_and_eval_through_onnx_agree_with_the_checkpoint(trained, export
     assert len(torch_results) == len(onnx_results) == 4
     for a, b in zip(torch_results, onnx_results):
         assert np.abs(np.array(a["keypoints"]) - np.array(b["keypoints"])).max() <= 0.05
-    jobs.evaluate(exported, results_out=str(tmp_path / "onnx_results.json"))
-    jobs.evaluate(trained, results_out=str(tmp_path / "torch_results.json"))
+    jobs.evaluate_checkpoint(exported, results_out=str(tmp_path / "onnx_results.json"))
+    jobs.evaluate_checkpoint(trained, results_out=str(tmp_path / "torch_results.json"))
     scored = [json.loads((tmp_path / f"{name}_results.json").read_text()) for name in ("torch", "onnx")]
     assert len(scored[0]) == len(scored[1]) == 4  # eval scores the same people through onnxruntime
     for a, b in zip(*scored):
@@ -329,7 +329,7 @@ def test_training_logs_per_keypoint_pck_at_each_evaluation(trained):
 def test_worst_cases_of_a_semi_supervised_run_also_show_the_teachers_pseudo_labels(stick_root, tmp_path):
     cfg = load_config(TINY, [f"data.root={stick_root}", f"output_dir={tmp_path}", "method.name=trs",
                              "train.steps=4", "method.burn_in_steps=2", "method.rampup_steps=2",
-                             "method.unlabeled_batch_size=2", "method.confidence_threshold=0.25"])  # fmt: skip
+                             "train.unlabeled_batch_size=2", "method.confidence_threshold=0.25"])  # fmt: skip
     jobs.train(cfg)
     assert (
         main(

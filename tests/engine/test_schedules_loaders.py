@@ -6,8 +6,9 @@ import torch
 
 from trspose.engine.checkpoint import load_checkpoint, save_checkpoint
 from trspose.engine.loaders import PositionDataset, PositionSampler, StreamSpec
-from trspose.engine.schedules import learning_rate_factor, sigmoid_rampup
+from trspose.engine.schedules import learning_rate_factor
 from trspose.errors import TrainingError
+from trspose.methods.trs import sigmoid_rampup
 
 
 def test_step_schedule_with_warmup():
@@ -72,7 +73,7 @@ def test_checkpoint_is_atomic_and_errors_name_the_file(tmp_path):
     path = tmp_path / "c.pt"
     save_checkpoint({"config": {}, "step": 3, "weights": torch.ones(2)}, path)
     assert load_checkpoint(path)["step"] == 3
-    assert not (tmp_path / "c.pt.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left beside it
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainingError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt")
@@ -86,7 +87,7 @@ def test_checkpoint_is_atomic_and_errors_name_the_file(tmp_path):
 def test_flip_test_is_unbiased():
     """A model that is exactly mirror-symmetric must give the same peak with and without the flip test."""
     from trspose.data.codec import HeatmapCodec
-    from trspose.engine.evaluate import predict_heatmaps
+    from trspose.engine.inference import predict_heatmaps
 
     codec = HeatmapCodec((64, 64), (16, 16), sigma=2.0)
 

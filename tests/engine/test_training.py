@@ -56,7 +56,7 @@ def test_training_writes_a_complete_run_folder(stick_root, tmp_path):
     env = json.loads((run / "environment.json").read_text())
     assert env["versions"]["torch"] and env["git_revision"]
     # eval needs only the checkpoint, and reproduces the final validation AP
-    again = jobs.evaluate(run / "checkpoints" / "last.pt")
+    again = jobs.evaluate_checkpoint(run / "checkpoints" / "last.pt")
     assert again["AP"] == pytest.approx(metrics["val/AP"], abs=1e-9)
 
 
@@ -90,7 +90,7 @@ def test_resume_refuses_a_changed_config_but_not_a_changed_worker_count(tmp_path
     cfg = load_config(TINY, [f"output_dir={tmp_path}", "name=run"])
     run = prepare_run_folder(cfg, resume=False, overwrite=False)
     saved = config_to_dict(cfg)
-    del saved["method"]["strong_view"]  # a run from a version without this section: defaults fill it in
+    del saved["data"]["strong_view"]  # a run from a version without this section: defaults fill it in
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     (run / "checkpoints" / "last.pt").write_bytes(b"")
     faster = load_config(TINY, [f"output_dir={tmp_path}", "name=run", "data.workers=0", "eval.batch_size=7"])
@@ -180,7 +180,7 @@ def test_torchrun_two_cpu_processes_then_single_process_eval_agrees(stick_root, 
     run = tmp_path / "ddp"
     assert json.loads((run / "environment.json").read_text())["world_size"] == 2
     final = json.loads((run / "final_metrics.json").read_text())
-    single = jobs.evaluate(run / "checkpoints" / "last.pt")
+    single = jobs.evaluate_checkpoint(run / "checkpoints" / "last.pt")
     assert single["AP"] == pytest.approx(final["val/AP"], abs=1e-9)
 
 
@@ -191,7 +191,7 @@ def test_torchrun_two_cpu_processes_teacher_reviewer_student(stick_root, tmp_pat
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
                "-m", "trspose.cli", "train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}",
                "name=ddp_trs", "train.steps=6", "train.eval_every=2", "method.name=trs", "method.burn_in_steps=2",
-               "method.rampup_steps=2", "method.unlabeled_batch_size=2", "method.confidence_threshold=0.0",
+               "method.rampup_steps=2", "train.unlabeled_batch_size=2", "method.confidence_threshold=0.0",
                "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]",
                "method.reviewer.policy=periodic", "method.reviewer.every=2", "method.joint_cutout.probability=1.0"]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -207,7 +207,7 @@ def test_torchrun_two_cpu_processes_teacher_reviewer_student(stick_root, tmp_pat
     student, teacher = state["trainable"], state["teacher"]
     assert set(teacher) == {k.removeprefix("student.") for k in student}  # unwrapped names, no 'module.'
     final = json.loads((run / "final_metrics.json").read_text())
-    single = jobs.evaluate(run / "checkpoints" / "last.pt")
+    single = jobs.evaluate_checkpoint(run / "checkpoints" / "last.pt")
     assert single["AP"] == pytest.approx(final["val/AP"], abs=1e-9)
 
 

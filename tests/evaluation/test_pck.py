@@ -1,9 +1,9 @@
-"""PCK / PCKh against hand-computed values."""
+"""PCK against hand-computed values."""
 
 import numpy as np
 import pytest
 
-from trspose.evaluation import mpii_head_sizes, pck, pckh
+from trspose.evaluation import pck
 
 
 def test_pck_hand_computed():
@@ -29,17 +29,6 @@ def test_pck_never_visible_keypoint_is_nan_and_nothing_visible_is_zero():
     assert per_keypoint[0] == 1.0 and np.isnan(per_keypoint[1])
     overall, _ = pck(gt, gt, np.zeros((1, 2), bool), np.array([10.0]))
     assert overall == 0.0
-
-
-def test_pckh_uses_mpii_head_size():
-    head_boxes = np.array([[0.0, 0.0, 30.0, 40.0]])  # diagonal 50 -> head size 0.6 * 50 = 30
-    head_sizes = mpii_head_sizes(head_boxes)
-    np.testing.assert_allclose(head_sizes, [30.0])
-    gt = np.zeros((1, 2, 2))
-    pred = np.array([[[15.0, 0.0], [15.1, 0.0]]])  # PCKh@0.5 radius is 15 pixels
-    overall, per_keypoint = pckh(pred, gt, np.ones((1, 2), bool), head_sizes)
-    assert overall == 0.5
-    np.testing.assert_allclose(per_keypoint, [1.0, 0.0])
 
 
 def test_pck_shape_mismatch_raises():

@@ -12,14 +12,16 @@ from torch import nn
 
 from tests.stick_figures import write_stick_figure_dataset
 from trspose.config import load_config
+from trspose.data.codec import argmax_heatmaps
 from trspose.data.datasets import collate_pose
 from trspose.data.keypoints import COCO17
+from trspose.data.sources import load_instances
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build, jobs
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.methods.ema import ema_update, frozen_copy
 from trspose.methods.keypoint_mix import KeypointMixConfig, keypoint_mix
-from trspose.methods.pseudo_labels import heatmap_peaks, make_pseudo_target
+from trspose.methods.pseudo_labels import make_pseudo_target
 from trspose.methods.reviewer import ReviewerConfig, ReviewerStore
 
 TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
@@ -130,7 +132,7 @@ def test_pseudo_target_warping_keeps_peaks_and_masks_low_confidence():
     heatmaps[0, 6, 8, 8] = 0.05  # right shoulder, not confident
     shift = torch.tensor([[[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]]])  # +2 px in x, +1 px in y
     target = make_pseudo_target(heatmaps, shift, torch.tensor([False]), None, threshold=0.2)
-    peaks, _ = heatmap_peaks(target.heatmaps)
+    peaks, _ = argmax_heatmaps(target.heatmaps)
     assert peaks[0, 5].tolist() == [5.0, 5.0]
     assert target.weight[0, 5] == 1 and target.weight[0, 6] == 0
 
@@ -138,7 +140,7 @@ def test_pseudo_target_warping_keeps_peaks_and_masks_low_confidence():
 def tiny_semi_config(root, out, method, *extra):
     return load_config(TINY, [
         f"data.root={root}", f"output_dir={out}", f"method.name={method}", "method.burn_in_steps=2",
-        "method.rampup_steps=2", "method.unlabeled_batch_size=4", "method.confidence_threshold=0.0",
+        "method.rampup_steps=2", "train.unlabeled_batch_size=4", "method.confidence_threshold=0.0",
         "method.mix.probability=1.0", "model.mfl_levels=[stage2,stage3]",
         *(["method.joint_cutout.probability=1.0"] if method in ("trs", "mean_teacher") else []), *extra,
     ])  # fmt: skip
@@ -149,7 +151,7 @@ def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_pa
         stick_root, tmp_path, "trs", "method.reviewer.policy=periodic", "method.reviewer.every=1"
     )
     method = build.build_method(cfg, build.build_model(cfg))
-    instances = build.load_instances(build.resolve_data(cfg), COCO17, "train")
+    instances = load_instances(build.resolve_data(cfg), COCO17, "train")
     labeled = collate_pose([build.build_dataset(cfg, instances, train=True)[(i, i)] for i in range(4)])
     unlabeled_set = build.build_unlabeled(cfg, instances)
     unlabeled = collate_unlabeled([unlabeled_set[(i, i)] for i in range(4)])
@@ -247,8 +249,8 @@ def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path)
               "data.unlabeled_min_box_score=0.5"]  # fmt: skip
     cfg = tiny_semi_config(stick_root, tmp_path, "trs", *common, "data.unlabeled_include_train=false")
     files = build.resolve_data(cfg)
-    train = build.load_instances(files, COCO17, "train")
-    pool = build.unlabeled_instances(cfg, files, train)
+    train = load_instances(files, COCO17, "train")
+    pool = build.unlabeled_people(cfg, files, train)
     assert [p.image_path.name for p in pool] == [
         names[0],
         names[1],
@@ -257,7 +259,7 @@ def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path)
     assert min(p.ann_id for p in pool) > max(
         t.ann_id for t in train
     )  # ids never collide with the train split
-    both = build.unlabeled_instances(tiny_semi_config(stick_root, tmp_path, "trs", *common), files, train)
+    both = build.unlabeled_people(tiny_semi_config(stick_root, tmp_path, "trs", *common), files, train)
     assert len(both) == len(train) + 2
     views = build.build_unlabeled(cfg, pool)
     assert [views[(i, i)].ann_id for i in range(2)] == [p.ann_id for p in pool]  # the folder's people are fed

@@ -8,9 +8,7 @@ Instances keep the order of the annotation file, because the literature's labell
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from trspose.data.coco_checks import (
 )
 from trspose.data.keypoints import COCO17, KeypointSpec
 from trspose.errors import DataError
+from trspose.io import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -46,37 +45,6 @@ class PersonInstance:
     keypoints: np.ndarray  # (K, 3) float32 x, y, v (v = 0: not labelled)
     box_score: float = 1.0  # detector confidence; 1 for ground-truth boxes
     area: float = 0.0  # COCO segment area (used by OKS); box area when unknown
-
-
-def write_json(data: Any, path: Path | str) -> Path:
-    """Write JSON atomically (a per-process temporary file, then a rename), creating the folder: a reader, or
-    another torchrun rank writing the same file, never sees half a file. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def read_json(path: Path | str, what: str) -> Any:
-    """Parse a JSON file, turning every failure into a DataError that names the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} not found; check the path")
-    try:
-        with path.open("r", encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"{path}: malformed JSON at line {error.lineno} column {error.colno} ({error.msg}); "
-            f"fix or re-create the {what}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot read {what} ({error}); check the file and its permissions") from None
-    except (ValueError, RecursionError) as error:  # e.g. an integer of over 4300 digits, nesting too deep
-        message = " ".join(str(error).split()) or type(error).__name__
-        raise DataError(f"{path}: unreadable JSON ({message}); fix or re-create the {what}") from None
 
 
 def clip_box(box: Any, width: float, height: float) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""Field-by-field checks of the COCO files a user gives: keypoint annotations, detection boxes, keypoint results.
+"""Field-by-field checks of the COCO files a user gives: keypoint annotations and detection boxes.
 
 ``json.load`` accepts NaN and Infinity, strings where numbers belong and ids that repeat, and pycocotools
 trusts all of it: a NaN OKS counts as a match, a ground-truth annotation with id 0 is never matched (its
@@ -75,15 +75,12 @@ def check_number(
     return number
 
 
-def check_numbers(
-    values: Any, count: int | None, path: Path, where: str, field: str, hint: str = ""
-) -> np.ndarray:
-    """A list of ``count`` finite numbers within +-MAX_COORDINATE (any positive multiple of 3 when
-    ``count`` is None), as a float64 array; ``hint`` ends the message of a list of the wrong length."""
-    if not isinstance(values, list) or not values or (len(values) != count if count else len(values) % 3):
-        expected = f"{count} numbers" if count else "a flat [x, y, v] * K list of numbers"
+def check_numbers(values: Any, count: int, path: Path, where: str, field: str, hint: str = "") -> np.ndarray:
+    """A list of ``count`` finite numbers within +-MAX_COORDINATE, as a float64 array; ``hint`` ends the message
+    of a list of the wrong length."""
+    if not isinstance(values, list) or len(values) != count:
         got = f"a list of {len(values)} values" if isinstance(values, list) else _describe(values)
-        fail(path, where, f"{field} must be {expected}, got {got}{hint}")
+        fail(path, where, f"{field} must be {count} numbers, got {got}{hint}")
     if not {type(v) for v in values} <= {int, float}:  # bool, str, None, list, dict
         index = next(i for i, v in enumerate(values) if type(v) not in (int, float))
         fail(path, where, f"{field}[{index}] is {_describe(values[index])}; it must be a number")
@@ -154,24 +151,6 @@ def check_detections(data: Any, path: Path, image_ids: set[int]) -> list[dict]:
         box = check_box(det["bbox"], path, where)
         score = check_number(det["score"], path, where, "score")
         checked.append({"image_id": image_id, "category_id": category, "bbox": box, "score": score})
-    return checked
-
-
-def check_keypoint_results(data: Any, path: Path) -> list[dict]:
-    """COCO keypoint results ``[{image_id, category_id, keypoints, score}, ...]``, checked entry by entry."""
-    if not isinstance(data, list):
-        fail(path, "the top level", f"is {_describe(data)}; results files hold a JSON list of results")
-    checked = []
-    for position, result in enumerate(data):
-        where = f"entry {position}"
-        require_object(result, ("image_id", "category_id", "keypoints", "score"), path, where)
-        checked.append({
-            **result,
-            "image_id": check_id(result["image_id"], path, where, "image_id"),
-            "category_id": check_id(result["category_id"], path, where, "category_id"),
-            "keypoints": check_numbers(result["keypoints"], None, path, where, "keypoints").tolist(),
-            "score": check_number(result["score"], path, where, "score"),
-        })  # fmt: skip
     return checked
 
 

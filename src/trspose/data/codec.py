@@ -14,6 +14,18 @@ import torch
 import torch.nn.functional as F
 
 DECODE_METHODS = ("dark", "argmax")
+HEATMAP_STRIDE = 4  # input px per heatmap px: every head outputs input / 4 (64x48 for a 256x192 crop)
+INPUT_MULTIPLE = 32  # the deepest backbone stage has stride 32; other input sizes break the shape arithmetic
+
+
+def heatmap_size_for(input_size: Sequence[int]) -> tuple[int, int]:
+    """The (height, width) of the heatmaps a model outputs for an input (crop) of ``input_size`` (height, width)."""
+    return int(input_size[0]) // HEATMAP_STRIDE, int(input_size[1]) // HEATMAP_STRIDE
+
+
+def valid_input_size(input_size: Sequence[int]) -> bool:
+    """Whether an input size (height, width) is positive multiples of ``INPUT_MULTIPLE``, as the models need."""
+    return all(side > 0 and side % INPUT_MULTIPLE == 0 for side in input_size)
 
 
 class HeatmapCodec:
@@ -28,16 +40,12 @@ class HeatmapCodec:
         input_size: Sequence[int],
         heatmap_size: Sequence[int],
         sigma: float = 2.0,
-        decode_method: str = "dark",
     ) -> None:
-        if decode_method not in DECODE_METHODS:
-            raise ValueError(f"decode_method must be one of {DECODE_METHODS}, got {decode_method!r}")
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
-        self.decode_method = decode_method
         # heatmap px per input px, (x, y)
         self.input_to_heatmap = np.array(
             [self.heatmap_size[1] / self.input_size[1], self.heatmap_size[0] / self.input_size[0]],
@@ -68,26 +76,26 @@ class HeatmapCodec:
         return heatmaps.astype(np.float32), target_weight
 
     def decode(
-        self, heatmaps: torch.Tensor, decode_method: str | None = None
+        self, heatmaps: torch.Tensor, decode_method: str = "dark"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmaps (B, K, h, w) -> coords (B, K, 2) in input pixels, scores (B, K) (peak values).
 
         ``"dark"`` refines the argmax with a second-order Taylor expansion of the log of the
         Gaussian-blurred heatmap (DARK, Zhang et al. CVPR 2020); ``"argmax"`` returns the peak pixel.
         """
-        method = decode_method or self.decode_method
-        if method not in DECODE_METHODS:
-            raise ValueError(f"decode_method must be one of {DECODE_METHODS}, got {method!r}")
+        if decode_method not in DECODE_METHODS:
+            raise ValueError(f"decode_method must be one of {DECODE_METHODS}, got {decode_method!r}")
         heatmaps = torch.as_tensor(heatmaps).detach().float()
         coords, scores = argmax_heatmaps(heatmaps)  # (B, K, 2) heatmap px, (B, K)
-        if method == "dark":
+        if decode_method == "dark":
             coords = refine_dark(heatmaps, coords, self.sigma)
         scale = torch.as_tensor(1.0 / self.input_to_heatmap, dtype=coords.dtype, device=coords.device)
         return coords * scale, scores
 
 
 def argmax_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Peak pixel (x, y) (B, K, 2) float and peak value (B, K) of each heatmap (B, K, h, w)."""
+    """Peak pixel (x, y) (B, K, 2) float32 and peak value (B, K, heatmaps' dtype) of each heatmap (B, K, h, w);
+    of tied pixels the first in row-major order."""
     batch, num_keypoints, _, width = heatmaps.shape
     scores, flat_index = heatmaps.reshape(batch, num_keypoints, -1).max(dim=-1)  # (B, K)
     xs = (flat_index % width).float()

@@ -1,9 +1,8 @@
 """The labelled top-down dataset and its typed batch.
 
-Augmentation is a pure function of (seed, epoch, index[, draw]): call :meth:`TopDownDataset.set_epoch`
-before iterating, and resuming from a checkpoint reproduces the same crops. DataLoader workers get a
-copy of the dataset when an iterator is created, so use ``persistent_workers=False`` (the default)
-or the epoch set in the main process never reaches them.
+Augmentation is a pure function of (seed, index, draw): the training loaders pass each sample's global
+position as the draw (``trspose.engine.loaders``), so resuming from a checkpoint reproduces the same crops,
+whatever the number of (persistent) DataLoader workers, which hold copies of the dataset and share no state.
 """
 
 from __future__ import annotations
@@ -63,7 +62,6 @@ class PoseSample:
     image_id: int
     ann_id: int
     box_score: float
-    area: float
 
 
 @dataclass
@@ -78,7 +76,6 @@ class PoseBatch(BatchMixin):
     image_id: torch.Tensor  # (B,) long
     ann_id: torch.Tensor  # (B,) long
     box_score: torch.Tensor  # (B,) float32
-    area: torch.Tensor  # (B,) float32
 
 
 def collate_pose(samples: Sequence[PoseSample]) -> PoseBatch:
@@ -92,13 +89,13 @@ def collate_pose(samples: Sequence[PoseSample]) -> PoseBatch:
         image_id=torch.tensor([s.image_id for s in samples], dtype=torch.long),
         ann_id=torch.tensor([s.ann_id for s in samples], dtype=torch.long),
         box_score=torch.tensor([s.box_score for s in samples], dtype=torch.float32),
-        area=torch.tensor([s.area for s in samples], dtype=torch.float32),
     )
 
 
-def sample_rng(seed: int, epoch: int, index: int, draw: int = 0, stream: int = 0) -> np.random.Generator:
-    """The generator for one sample: independent streams per (seed, epoch, index, draw, stream)."""
-    return np.random.default_rng([int(seed), int(epoch), int(index), int(draw), int(stream)])
+def sample_rng(seed: int, index: int, draw: int = 0, stream: int = 0) -> np.random.Generator:
+    """The generator for one sample: independent streams per (seed, index, draw, stream)."""
+    # The 0 is where an epoch number was: kept so every sample's augmentation, and so every result, is unchanged.
+    return np.random.default_rng([int(seed), 0, int(index), int(draw), int(stream)])
 
 
 def split_key(key: int | tuple[int, int]) -> tuple[int, int]:
@@ -110,7 +107,7 @@ def split_key(key: int | tuple[int, int]) -> tuple[int, int]:
 
 
 class TopDownDataset(torch.utils.data.Dataset):
-    """Labelled person crops with heatmap targets; deterministic per (seed, epoch, index, draw)."""
+    """Labelled person crops with heatmap targets; deterministic per (seed, index, draw)."""
 
     def __init__(
         self,
@@ -127,11 +124,6 @@ class TopDownDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.normalization = normalization
         self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of an epoch (call before creating the loader iterator)."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -139,7 +131,7 @@ class TopDownDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> PoseSample:
         index, draw = split_key(key)
         instance = self.instances[index]
-        rng = sample_rng(self.seed, self.epoch, index, draw)
+        rng = sample_rng(self.seed, index, draw)
         crop, keypoints, crop_to_image, _ = self.transform(load_image(instance.image_path), instance, rng)
         heatmaps, target_weight = self.codec.encode(keypoints)
         return PoseSample(
@@ -151,5 +143,4 @@ class TopDownDataset(torch.utils.data.Dataset):
             image_id=instance.image_id,
             ann_id=instance.ann_id,
             box_score=float(instance.box_score),
-            area=float(instance.area),
         )

@@ -135,17 +135,6 @@ def input_to_heatmap_matrix(input_size: Sequence[int], heatmap_size: Sequence[in
     return scale_matrix(hm_w / in_w, hm_h / in_h)
 
 
-def flip_keypoints(keypoints: np.ndarray, width: int, flip_index: np.ndarray) -> np.ndarray:
-    """Mirror keypoints (K, 3) on a ``width``-pixel image and swap left/right channels.
-
-    After a mirror, the person's left wrist looks like a right wrist, so channel ``k`` of the
-    result holds the mirrored point of channel ``flip_index[k]``. Applying it twice is the identity.
-    """
-    flipped = np.array(keypoints, dtype=np.float32, copy=True)
-    flipped[:, 0] = width - 1 - flipped[:, 0]
-    return flipped[np.asarray(flip_index)]
-
-
 def _pixel_to_normalized(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """(3, 3) from pixel coordinates to ``grid_sample``'s [-1, 1] with ``align_corners=True``.
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from trspose.data.coco import PersonInstance, read_json, write_json
+from trspose.data.coco import PersonInstance
 from trspose.errors import DataError
+from trspose.io import read_json, write_json
 
 SPLIT_MODES = ("first", "random")
 SPLIT_VERSION = 1
@@ -39,13 +40,10 @@ def _resolve_count(total: int, num_labeled: int | None, fraction: float | None) 
     return int(num_labeled)
 
 
-def _resolve_holdout(num_labeled: int, holdout_fraction: float, holdout_count: int | None) -> int:
-    if holdout_count is not None:
-        count = int(holdout_count)
-    else:
-        if not 0.0 <= holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-        count = int(round(holdout_fraction * num_labeled))
+def _resolve_holdout(num_labeled: int, holdout_fraction: float) -> int:
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    count = int(round(holdout_fraction * num_labeled))
     if not 0 <= count < num_labeled:
         raise ValueError(
             f"the holdout ({count}) must leave at least one of {num_labeled} labelled instances to train on"
@@ -61,7 +59,6 @@ def make_labeled_split(
     seed: int = 0,
     mode: str = "first",
     holdout_fraction: float = 0.1,
-    holdout_count: int | None = None,
 ) -> dict:
     """Choose the labelled subset and its holdout slice; see the module docstring for the keys.
 
@@ -80,7 +77,7 @@ def make_labeled_split(
     else:
         positions = np.sort(rng.choice(len(ann_ids), size=count, replace=False))
     labeled = ann_ids[positions]
-    holdout_size = _resolve_holdout(count, holdout_fraction, holdout_count)
+    holdout_size = _resolve_holdout(count, holdout_fraction)
     holdout_mask = np.zeros(count, dtype=bool)
     holdout_mask[rng.choice(count, size=holdout_size, replace=False)] = True
     return {
@@ -92,11 +89,6 @@ def make_labeled_split(
         "train_ann_ids": labeled[~holdout_mask].tolist(),
         "holdout_ann_ids": labeled[holdout_mask].tolist(),
     }
-
-
-def split_filename(num_labeled: int, seed: int, mode: str) -> str:
-    """The conventional file name of a split, e.g. ``split_first_1000_seed0.json``."""
-    return f"split_{mode}_{int(num_labeled)}_seed{int(seed)}.json"
 
 
 def save_split(split: dict, path: Path | str) -> Path:
@@ -124,6 +116,39 @@ def load_split(path: Path | str, instances: Sequence[PersonInstance]) -> dict:
             f"{path}: train_ann_ids + holdout_ann_ids differ from labeled_ann_ids; delete the file so it is made again"
         )
     return split
+
+
+def labeled_split(
+    instances: Sequence[PersonInstance],
+    *,
+    num_labeled: int,
+    fraction: float,
+    seed: int,
+    mode: str,
+    holdout_fraction: float,
+    saved: Path | None,
+) -> tuple[list[PersonInstance], list[PersonInstance]]:
+    """(labelled training instances, labelled hold-out instances) of ``instances`` (the config's
+    ``data.num_labeled`` / ``labeled_fraction``, 0 meaning all; ``split_mode``, ``split_seed``, ``holdout_fraction``).
+    The split is read from ``saved`` if that file exists (a resumed run), else made and written there."""
+    if saved is not None and saved.is_file():
+        split = load_split(saved, instances)
+    else:
+        split = make_labeled_split(
+            instances,
+            num_labeled=num_labeled or (None if fraction else len(instances)),
+            fraction=fraction or None,
+            seed=seed,
+            mode=mode,
+            holdout_fraction=holdout_fraction,
+        )
+        if saved is not None:
+            save_split(split, saved)
+    if num_labeled == 0 and fraction == 0 and holdout_fraction == 0:
+        return list(instances), []
+    return select_instances(instances, split["train_ann_ids"]), select_instances(
+        instances, split["holdout_ann_ids"]
+    )
 
 
 def select_instances(instances: Sequence[PersonInstance], ann_ids: Sequence[int]) -> list[PersonInstance]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from trspose.data.coco import PersonInstance, load_image
+from trspose.data.codec import heatmap_size_for
 from trspose.data.datasets import BatchMixin, normalize_image, sample_rng, split_key
 from trspose.data.geometry import compose_affine, input_to_heatmap_matrix, invert_affine
 from trspose.data.keypoints import KeypointSpec
@@ -26,6 +27,39 @@ from trspose.data.normalization import IMAGENET, Normalization
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig, TopDownTransform
 
 WEAK_STREAM, STRONG_STREAM = 1, 2
+
+
+def unlabeled_pool(
+    train: Sequence[PersonInstance],
+    extra: Sequence[PersonInstance] = (),
+    *,
+    include_train: bool = True,
+    box_jitter: float = 0.0,
+    seed: int = 0,
+) -> list[PersonInstance]:
+    """The unlabelled people: the training split's person boxes (labelled people included, as in the literature;
+    jittered by ``box_jitter`` of their size, drawn from ``seed``, to mimic detector boxes) and/or ``extra`` people
+    (e.g. COCO unlabeled2017 with detector boxes, used as they are). Keypoints are never read from it."""
+    if box_jitter > 0:
+        rng = np.random.default_rng(seed)
+        train = [_jitter_box(inst, box_jitter, rng) for inst in train]
+    if not extra:
+        return list(train)
+    # ids must not collide with the training split's (pseudo-label bookkeeping and logs use them)
+    image_offset = max((inst.image_id for inst in train), default=0)
+    ann_offset = max((inst.ann_id for inst in train), default=0)
+    extra = [
+        dataclasses.replace(inst, image_id=inst.image_id + image_offset, ann_id=inst.ann_id + ann_offset)
+        for inst in extra
+    ]
+    return [*train, *extra] if include_train else extra
+
+
+def _jitter_box(instance: PersonInstance, jitter: float, rng: np.random.Generator) -> PersonInstance:
+    x, y, w, h = instance.box
+    dx, dy, dw, dh = rng.uniform(-jitter, jitter, size=4)
+    box = np.array([x + dx * w, y + dy * h, w * (1 + dw), h * (1 + dh)], dtype=np.float32)
+    return dataclasses.replace(instance, box=box)
 
 
 @dataclass
@@ -36,8 +70,8 @@ class UnlabeledSample:
     strong: torch.Tensor  # (3, H, W) float32 normalised
     weak_to_strong: np.ndarray  # (2, 3) weak-heatmap px -> strong-heatmap px
     flipped: bool  # strong mirrored relative to weak
-    strong_crop_to_image: np.ndarray  # (2, 3)
-    weak_crop_to_image: np.ndarray  # (2, 3)
+    strong_crop_to_image: np.ndarray  # (2, 3) strong crop px -> image px
+    weak_crop_to_image: np.ndarray  # (2, 3) weak crop px -> image px (pictures draw the ground truth with it)
     image_id: int
     ann_id: int
 
@@ -50,8 +84,6 @@ class UnlabeledBatch(BatchMixin):
     strong: torch.Tensor  # (B, 3, H, W) float32 normalised
     weak_to_strong: torch.Tensor  # (B, 2, 3) float32 weak-heatmap px -> strong-heatmap px
     flipped: torch.Tensor  # (B,) bool, strong mirrored relative to weak (swap left/right channels)
-    strong_crop_to_image: torch.Tensor  # (B, 2, 3) float32 strong crop px -> image px
-    weak_crop_to_image: torch.Tensor  # (B, 2, 3) float32 weak crop px -> image px
     image_id: torch.Tensor  # (B,) long
     ann_id: torch.Tensor  # (B,) long
 
@@ -59,16 +91,11 @@ class UnlabeledBatch(BatchMixin):
 def collate_unlabeled(samples: Sequence[UnlabeledSample]) -> UnlabeledBatch:
     """Stack :class:`UnlabeledSample` s into an :class:`UnlabeledBatch` (the DataLoader ``collate_fn``)."""
 
-    def matrices(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.stack([getattr(s, name) for s in samples]).astype(np.float32))
-
     return UnlabeledBatch(
         weak=torch.stack([s.weak for s in samples]),
         strong=torch.stack([s.strong for s in samples]),
-        weak_to_strong=matrices("weak_to_strong"),
+        weak_to_strong=torch.from_numpy(np.stack([s.weak_to_strong for s in samples]).astype(np.float32)),
         flipped=torch.tensor([s.flipped for s in samples], dtype=torch.bool),
-        strong_crop_to_image=matrices("strong_crop_to_image"),
-        weak_crop_to_image=matrices("weak_crop_to_image"),
         image_id=torch.tensor([s.image_id for s in samples], dtype=torch.long),
         ann_id=torch.tensor([s.ann_id for s in samples], dtype=torch.long),
     )
@@ -91,7 +118,7 @@ def view_to_view_heatmap_matrix(
 
 
 class UnlabeledViewsDataset(torch.utils.data.Dataset):
-    """Weak + strong views of person boxes; deterministic per (seed, epoch, index, draw)."""
+    """Weak + strong views of person boxes; deterministic per (seed, index, draw)."""
 
     def __init__(
         self,
@@ -108,17 +135,10 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
         self.normalization = normalization
         self.spec = spec
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.heatmap_size = (
-            tuple(heatmap_size) if heatmap_size else (self.input_size[0] // 4, self.input_size[1] // 4)
-        )
+        self.heatmap_size = tuple(heatmap_size) if heatmap_size else heatmap_size_for(self.input_size)
         self.weak_transform = TopDownTransform(self.input_size, spec, weak)
         self.strong_transform = TopDownTransform(self.input_size, spec, strong)
         self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of an epoch (call before creating the loader iterator)."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.instances)
@@ -129,12 +149,8 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
         # Keypoints are ignored on unlabelled data (no half-body crops, cutout at random places).
         instance = dataclasses.replace(instance, keypoints=np.zeros_like(instance.keypoints))
         image = load_image(instance.image_path)  # (H, W, 3)
-        weak = self.weak_transform(
-            image, instance, sample_rng(self.seed, self.epoch, index, draw, WEAK_STREAM)
-        )
-        strong = self.strong_transform(
-            image, instance, sample_rng(self.seed, self.epoch, index, draw, STRONG_STREAM)
-        )
+        weak = self.weak_transform(image, instance, sample_rng(self.seed, index, draw, WEAK_STREAM))
+        strong = self.strong_transform(image, instance, sample_rng(self.seed, index, draw, STRONG_STREAM))
         weak_to_strong = view_to_view_heatmap_matrix(
             weak.crop_to_image, strong.crop_to_image, self.input_size, self.heatmap_size
         )

@@ -1,43 +1,111 @@
-"""The one place where a config becomes objects: data, model, method, optimiser."""
+"""The one place where a config becomes objects.
+
+``build_training_run`` reads the config once and returns everything ``trainer.fit`` reads besides the ``train``
+settings: the labelled and unlabelled data, the method (which holds the model), and the evaluators of the
+validation set and of the labelled hold-out slice. The smaller builders serve eval / predict / export and the
+tools (training preview, video, diagnostics).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from trspose.config import ExperimentConfig, pixel_normalization
-from trspose.data.coco import PersonInstance, load_coco_instances, load_image_folder_with_boxes
-from trspose.data.codec import HeatmapCodec
+from trspose.config import ExperimentConfig, config_to_dict, pixel_normalization
+from trspose.data.coco import PersonInstance, load_image_folder_with_boxes, read_keypoint_file
+from trspose.data.codec import HeatmapCodec, heatmap_size_for
 from trspose.data.datasets import TopDownDataset
 from trspose.data.keypoints import SPECS, KeypointSpec
-from trspose.data.splits import load_split, make_labeled_split, save_split, select_instances
+from trspose.data.sources import DataFiles, load_instances
+from trspose.data.splits import check_unlabeled_pool, labeled_split
 from trspose.data.transforms import AugmentConfig, TopDownTransform
-from trspose.data.unlabeled import UnlabeledViewsDataset
+from trspose.data.unlabeled import UnlabeledViewsDataset, unlabeled_pool
 from trspose.engine.distributed import DistributedContext, barrier
-from trspose.errors import ConfigError
+from trspose.engine.inference import Evaluator
+from trspose.errors import ConfigError, DataError
 from trspose.methods.base import Method
 from trspose.methods.dual import DualNetworks
 from trspose.methods.supervised import Supervised
-from trspose.methods.teacher_student import TeacherReviewerStudent
+from trspose.methods.trs import TeacherReviewerStudent
 from trspose.models import build_pose_model
 
 
-@dataclass
-class DataFiles:
-    """Resolved paths of one dataset."""
+@dataclass(frozen=True)
+class Seeds:
+    """Every random stream of a run, derived from ``train.seed`` in one place (the offsets are those runs have
+    always used, so recorded runs reproduce). The loop itself seeds ``base + rank`` on each rank."""
 
-    root: Path
-    train_annotations: Path
-    train_images: Path
-    val_annotations: Path
-    val_images: Path
-    val_boxes: Path | None
-    unlabeled_images: Path | None = None
-    unlabeled_boxes: Path | None = None
+    base: int
+
+    @property
+    def labeled(self) -> int:  # labelled stream: order and augmentation
+        return self.base
+
+    @property
+    def unlabeled(self) -> int:  # unlabelled stream: order and both views
+        return self.base + 1
+
+    @property
+    def dual_partner(self) -> int:  # initial weights of the dual-networks partner
+        return self.base + 1
+
+    @property
+    def box_jitter(self) -> int:  # jitter of the unlabelled people's boxes
+        return self.base + 12345
+
+
+@dataclass
+class TrainingRun:
+    """Everything ``fit`` reads besides the ``train`` settings, built once from the config."""
+
+    method: Method  # holds the model(s)
+    labeled: TopDownDataset  # train transform
+    unlabeled: UnlabeledViewsDataset | None  # weak/strong views; None for supervised training
+    validation: Evaluator  # COCO AP on the validation set
+    holdout: (
+        Evaluator | None
+    )  # PCK on the labelled hold-out slice (checkpoint selection, reviewer); None: none
+    seeds: Seeds
+    workers: int  # loader processes per stream
+    config: dict  # the resolved config, written to config.yaml and into every checkpoint
+
+
+def build_training_run(
+    cfg: ExperimentConfig, run_dir: Path | None, ctx: DistributedContext, *, resume: bool = False
+) -> TrainingRun:
+    """Data, model, method and evaluators of one training run. A resumed run's weights come from its
+    checkpoint, so its backbone is not initialised from pretrained weights first."""
+    spec = keypoint_spec(cfg)
+    seeds = Seeds(cfg.train.seed)
+    built = bare_config(cfg) if resume else cfg
+    method = build_method(built, build_model(built), rank=ctx.rank)
+    files = resolve_data(cfg, ctx)
+    train_people = load_instances(files, spec, "train")
+    labeled, holdout = labeled_people(cfg, train_people, run_dir / "split.json" if run_dir else None)
+    unlabeled = None
+    if method.uses_unlabeled:
+        pool = unlabeled_people(cfg, files, train_people)
+        if run_dir is not None:
+            check_unlabeled_pool(pool, run_dir / "unlabeled_pool.json")  # a resume must see the same pool
+        unlabeled = build_unlabeled(cfg, pool)
+    return TrainingRun(
+        method=method,
+        labeled=build_dataset(cfg, labeled, train=True),
+        unlabeled=unlabeled,
+        validation=validation_evaluator(cfg, files),
+        holdout=build_evaluator(cfg, holdout) if holdout else None,
+        seeds=seeds,
+        workers=cfg.data.workers,
+        config=config_to_dict(cfg),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
 
 
 def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
@@ -67,91 +135,132 @@ def resolve_data(
     else:
         if not data.root:
             raise ConfigError("data.root is empty; set it to the folder of your COCO-format dataset")
-        root = Path(data.root)
-
-    def under_root(p: str) -> Path:
-        return Path(p) if Path(p).is_absolute() else Path(root) / p
-
-    return DataFiles(
-        root=Path(root),
-        train_annotations=under_root(data.train_annotations),
-        train_images=under_root(data.train_images),
-        val_annotations=under_root(data.val_annotations),
-        val_images=under_root(data.val_images),
-        val_boxes=under_root(data.val_boxes) if data.val_boxes else None,
-        unlabeled_images=under_root(data.unlabeled_images) if data.unlabeled_images else None,
-        unlabeled_boxes=under_root(data.unlabeled_boxes) if data.unlabeled_boxes else None,
+        root = data.root
+    return DataFiles.under(
+        Path(root),
+        train_annotations=data.train_annotations,
+        train_images=data.train_images,
+        val_annotations=data.val_annotations,
+        val_images=data.val_images,
+        val_boxes=data.val_boxes,
+        unlabeled_images=data.unlabeled_images,
+        unlabeled_boxes=data.unlabeled_boxes,
     )
 
 
 def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
-    h, w = cfg.data.input_size
-    return HeatmapCodec(input_size=(h, w), heatmap_size=(h // 4, w // 4), sigma=cfg.data.sigma)
-
-
-def train_augment(cfg: ExperimentConfig) -> AugmentConfig:
-    d = cfg.data
-    return AugmentConfig(
-        scale_factor=d.scale_factor,
-        rotation_deg=d.rotation_deg,
-        rotation_prob=d.rotation_prob,
-        flip_prob=d.flip_prob,
-        half_body_prob=d.half_body_prob,
+    input_size = tuple(cfg.data.input_size)
+    return HeatmapCodec(
+        input_size=input_size, heatmap_size=heatmap_size_for(input_size), sigma=cfg.data.sigma
     )
 
 
 def build_dataset(cfg: ExperimentConfig, instances: list[PersonInstance], train: bool) -> TopDownDataset:
-    spec = keypoint_spec(cfg)
-    transform = TopDownTransform(cfg.data.input_size, spec, train_augment(cfg) if train else None)
-    return TopDownDataset(
-        instances,
-        spec,
-        build_codec(cfg),
-        transform,
-        seed=cfg.train.seed,
-        normalization=pixel_normalization(cfg.model),
-    )
-
-
-def labeled_split(
-    cfg: ExperimentConfig, instances: list[PersonInstance], run_dir: Path | None
-) -> tuple[list[PersonInstance], list[PersonInstance]]:
-    """(labelled training instances, labelled hold-out instances); the split file is saved in the run folder.
-
-    With neither num_labeled nor labeled_fraction set, every instance is labelled.
-    """
+    """Crops of ``instances`` with their target heatmaps: augmented (``train``) or the plain eval crop."""
     d = cfg.data
-    saved = run_dir / "split.json" if run_dir else None
-    if saved is not None and saved.is_file():
-        split = load_split(saved, instances)
-    else:
-        split = make_labeled_split(
-            instances,
-            num_labeled=d.num_labeled or (None if d.labeled_fraction else len(instances)),
-            fraction=d.labeled_fraction or None,
-            seed=d.split_seed,
-            mode=d.split_mode,
-            holdout_fraction=d.holdout_fraction,
-        )
-        if saved is not None:
-            save_split(split, saved)
-    if d.num_labeled == 0 and d.labeled_fraction == 0 and d.holdout_fraction == 0:
-        return list(instances), []
-    return select_instances(instances, split["train_ann_ids"]), select_instances(
-        instances, split["holdout_ann_ids"]
+    augment = AugmentConfig(
+        scale_factor=d.scale_factor, rotation_deg=d.rotation_deg, rotation_prob=d.rotation_prob,
+        flip_prob=d.flip_prob, half_body_prob=d.half_body_prob,
+    )  # fmt: skip
+    spec = keypoint_spec(cfg)
+    transform = TopDownTransform(d.input_size, spec, augment if train else None)
+    return TopDownDataset(
+        instances, spec, build_codec(cfg), transform, seed=Seeds(cfg.train.seed).labeled,
+        normalization=pixel_normalization(cfg.model),
+    )  # fmt: skip
+
+
+def labeled_people(
+    cfg: ExperimentConfig, train: list[PersonInstance], saved: Path | None
+) -> tuple[list[PersonInstance], list[PersonInstance]]:
+    """(labelled training people, labelled hold-out people) of the training split (``data.num_labeled`` ...;
+    see ``data.splits.labeled_split``), the split read from or written to ``saved``."""
+    d = cfg.data
+    return labeled_split(
+        train, num_labeled=d.num_labeled, fraction=d.labeled_fraction, seed=d.split_seed, mode=d.split_mode,
+        holdout_fraction=d.holdout_fraction, saved=saved,
+    )  # fmt: skip
+
+
+def unlabeled_people(
+    cfg: ExperimentConfig, files: DataFiles, train: list[PersonInstance]
+) -> list[PersonInstance]:
+    """The unlabelled pool of a run (``data.unlabeled_*``; see ``data.unlabeled.unlabeled_pool``)."""
+    d = cfg.data
+    extra = []
+    if files.unlabeled_images:
+        extra, _ = load_image_folder_with_boxes(
+            files.unlabeled_images, files.unlabeled_boxes, spec=keypoint_spec(cfg),
+            min_box_score=d.unlabeled_min_box_score,
+        )  # fmt: skip
+    return unlabeled_pool(
+        train, extra, include_train=d.unlabeled_include_train, box_jitter=d.unlabeled_box_jitter,
+        seed=Seeds(cfg.train.seed).box_jitter,
+    )  # fmt: skip
+
+
+def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
+    """Weak/strong views of the unlabelled pool (see ``unlabeled_people``), keypoints ignored."""
+    d = cfg.data
+    return UnlabeledViewsDataset(
+        instances, keypoint_spec(cfg), d.input_size, d.weak_view, d.strong_view,
+        seed=Seeds(cfg.train.seed).unlabeled, normalization=pixel_normalization(cfg.model),
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def build_evaluator(
+    cfg: ExperimentConfig,
+    people: list[PersonInstance],
+    *,
+    annotations: Path | None = None,
+    oks_nms: bool = False,
+    image_ids: list[int] | None = None,
+) -> Evaluator:
+    """How ``cfg`` predicts (``eval.*``: flip test, decoding, batch size) ``people``, scored against
+    ``annotations`` when given."""
+    spec = keypoint_spec(cfg)
+    return Evaluator(
+        dataset=build_dataset(cfg, people, train=False),
+        codec=build_codec(cfg),
+        flip_index=spec.flip_index() if cfg.eval.flip_test else None,
+        decode=cfg.eval.decode,
+        batch_size=cfg.eval.batch_size,
+        sigmas=spec.sigmas,
+        annotations=annotations,
+        oks_nms=oks_nms,
+        image_ids=image_ids,
     )
 
 
-def load_instances(files: DataFiles, spec: KeypointSpec, split: str) -> list[PersonInstance]:
-    if split == "train":
-        return load_coco_instances(files.train_annotations, files.train_images, spec)
-    return load_coco_instances(
-        files.val_annotations,
-        files.val_images,
-        spec,
-        boxes_file=files.val_boxes,
-        require_keypoints=files.val_boxes is None,
+def validation_evaluator(cfg: ExperimentConfig, files: DataFiles) -> Evaluator:
+    """The validation set (on detector boxes with OKS-NMS when ``data.val_boxes`` is set; only the first
+    ``eval.max_images`` images, ground truth and predictions alike, when that is set)."""
+    people = load_instances(files, keypoint_spec(cfg), "val")
+    image_ids = None
+    if cfg.eval.max_images:
+        images = read_keypoint_file(files.val_annotations, keypoint_spec(cfg))["images"]
+        image_ids = sorted(image["id"] for image in images)[: cfg.eval.max_images]
+        people = [inst for inst in people if inst.image_id in set(image_ids)]
+        if not people:
+            raise DataError(
+                f"{files.val_annotations}: its first {cfg.eval.max_images} images (eval.max_images) hold no "
+                "person to evaluate; raise eval.max_images"
+            )
+    return build_evaluator(
+        cfg,
+        people,
+        annotations=files.val_annotations,
+        oks_nms=files.val_boxes is not None,
+        image_ids=image_ids,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model and method
 
 
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
@@ -180,81 +289,39 @@ def level_weights(cfg: ExperimentConfig) -> dict[str, float]:
     return dict(zip(cfg.model.mfl_levels, weights))
 
 
-def build_method(cfg: ExperimentConfig, model: torch.nn.Module) -> Method:
-    """``method.name`` chooses the method; all share the loop, the data and the evaluation."""
-    name, weights = cfg.method.name, level_weights(cfg)
+def _supervised(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
+    return Supervised(model, level_weights(cfg))
+
+
+def _mean_teacher(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
     flip_index = keypoint_spec(cfg).flip_index()
-    if name == "supervised":
-        return Supervised(model, weights)
-    if name == "dual":
-        torch.manual_seed(cfg.train.seed + 1)  # the partner starts from a different random initialisation
-        return DualNetworks(model, build_model(cfg), weights, cfg.method, flip_index)
+    return TeacherReviewerStudent.mean_teacher(
+        model, level_weights(cfg), cfg.method, flip_index, seed=cfg.train.seed, rank=rank
+    )
+
+
+def _dual(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
+    torch.manual_seed(Seeds(cfg.train.seed).dual_partner)  # the partner starts from other random head weights
+    partner = build_model(cfg)
+    return DualNetworks(model, partner, level_weights(cfg), cfg.method, keypoint_spec(cfg).flip_index())
+
+
+def _trs(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
+    flip_index = keypoint_spec(cfg).flip_index()
     return TeacherReviewerStudent(
-        model, weights, teacher_student_config(cfg), flip_index, seed=cfg.train.seed
+        model, level_weights(cfg), cfg.method, flip_index, seed=cfg.train.seed, rank=rank
     )
 
 
-def teacher_student_config(cfg: ExperimentConfig):
-    """The MethodConfig a TRS-family method runs with: 'mean_teacher' (the PoseCons family, one network + its
-    EMA) is TRS with the reviewer and Keypoint-Mix switched off."""
-    if cfg.method.name != "mean_teacher":
-        return cfg.method
-    return dataclasses.replace(
-        cfg.method, keypoint_mix=False, reviewer=dataclasses.replace(cfg.method.reviewer, policy="none")
-    )
+# method.name -> constructor; all share the loop, the data and the evaluation
+METHODS: dict[str, Callable[[ExperimentConfig, torch.nn.Module, int], Method]] = {
+    "supervised": _supervised,
+    "mean_teacher": _mean_teacher,
+    "dual": _dual,
+    "trs": _trs,
+}
 
 
-def unlabeled_instances(
-    cfg: ExperimentConfig, files: DataFiles, train: list[PersonInstance]
-) -> list[PersonInstance]:
-    """The unlabelled pool: the training split's person boxes (labelled people included, as in the literature;
-    jittered by ``method.unlabeled_box_jitter`` to mimic detector boxes) and/or a folder of extra images with
-    person boxes (``data.unlabeled_images``, e.g. COCO unlabeled2017 with detector boxes, used as they are).
-    Keypoints are never read from it."""
-    d, jitter = cfg.data, cfg.method.unlabeled_box_jitter
-    if jitter > 0:
-        rng = np.random.default_rng(cfg.train.seed + 12345)
-        train = [_jitter_box(inst, jitter, rng) for inst in train]
-    if not d.unlabeled_images:
-        return list(train)
-    extra, _ = load_image_folder_with_boxes(
-        files.unlabeled_images,
-        files.unlabeled_boxes,
-        spec=keypoint_spec(cfg),
-        min_box_score=d.unlabeled_min_box_score,
-    )
-    # ids must not collide with the training split's (pseudo-label bookkeeping and logs use them)
-    image_offset = max((inst.image_id for inst in train), default=0)
-    ann_offset = max((inst.ann_id for inst in train), default=0)
-    extra = [
-        dataclasses.replace(inst, image_id=inst.image_id + image_offset, ann_id=inst.ann_id + ann_offset)
-        for inst in extra
-    ]
-    return [*train, *extra] if d.unlabeled_include_train else extra
-
-
-def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
-    """Weak/strong views of the unlabelled pool (see ``unlabeled_instances``), keypoints ignored."""
-    return UnlabeledViewsDataset(
-        instances,
-        keypoint_spec(cfg),
-        cfg.data.input_size,
-        cfg.method.weak_view,
-        cfg.method.strong_view,
-        seed=cfg.train.seed + 1,
-        normalization=pixel_normalization(cfg.model),
-    )
-
-
-def _jitter_box(instance: PersonInstance, jitter: float, rng: np.random.Generator) -> PersonInstance:
-    x, y, w, h = instance.box
-    dx, dy, dw, dh = rng.uniform(-jitter, jitter, size=4)
-    box = np.array([x + dx * w, y + dy * h, w * (1 + dw), h * (1 + dh)], dtype=np.float32)
-    return dataclasses.replace(instance, box=box)
-
-
-def build_optimizer(cfg: ExperimentConfig, parameters) -> torch.optim.Optimizer:
-    t = cfg.train
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.Adam(parameters, lr=t.lr, weight_decay=t.weight_decay)
+def build_method(cfg: ExperimentConfig, model: torch.nn.Module, rank: int = 0) -> Method:
+    """The method ``method.name`` around ``model`` (``rank`` decides its per-rank random draws)."""
+    return METHODS[cfg.method.name](cfg, model, rank)

@@ -1,13 +1,13 @@
 """Checkpoints: one plain dict with fixed keys, written atomically (temporary file, then rename).
 
 Keys: ``format``, ``config`` (the resolved config as a dict, so eval/predict need nothing else), ``step``,
-``method`` (the method's networks and state: student, teacher, reviewer store, ...), ``optimizer``,
-``scheduler``, ``scaler``, ``rng`` (python, numpy, torch, cuda), ``best_score``, ``best_step``, ``metrics``.
+``method`` (the method's networks and state: student, teacher, reviewer store, ...), ``optimizer`` and
+``scheduler`` (None in ``best.pt``, which is never resumed from), ``rng`` (one state per rank: python, numpy,
+torch, cuda), ``best_score``, ``best_step``.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -15,17 +15,15 @@ import numpy as np
 import torch
 
 from trspose.errors import TrainingError
+from trspose.io import atomic_path
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically: a crash mid-write never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary)
 
 
 def load_checkpoint(path: str | Path) -> dict:

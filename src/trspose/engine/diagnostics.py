@@ -8,12 +8,13 @@ this picture can, so it shows what the teacher gets wrong and how confident it i
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from trspose.data.coco import load_coco_instances, load_image, read_json, write_json
+from trspose.data.coco import load_coco_instances, load_image
 from trspose.errors import DataError
 from trspose.evaluation.per_keypoint import (
     MatchedPeople,
@@ -24,6 +25,7 @@ from trspose.evaluation.per_keypoint import (
     plot_per_keypoint,
     unmatched,
 )
+from trspose.io import read_json, write_json
 from trspose.visualize import crop_person, draw_pose, save_grid
 
 PANEL_HEIGHT = 256  # crops are drawn this tall, whatever the model's input size
@@ -126,13 +128,13 @@ def write_teacher_worst(checkpoint, cfg, count: int, out_dir: Path, max_people: 
     """``worst_pseudo_labels.png`` for semi-supervised checkpoints: the teacher's pseudo-labels on the training
     split's people (the unlabelled pool) with the lowest OKS against their hidden ground truth, confidences
     thresholded at ``method.confidence_threshold`` (the mask training applies). None for other methods."""
+    from trspose.data.sources import load_instances
     from trspose.engine import build
     from trspose.engine.checkpoint import load_checkpoint
     from trspose.engine.distributed import DistributedContext
-    from trspose.engine.evaluate import predict
 
-    if cfg.method.name == "supervised" or Path(checkpoint).suffix.lower() == ".onnx":
-        return None
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        return None  # an exported network has no teacher
     state = load_checkpoint(checkpoint)
     bare = build.bare_config(cfg)
     method = build.build_method(bare, build.build_model(bare))
@@ -142,21 +144,20 @@ def write_teacher_worst(checkpoint, cfg, count: int, out_dir: Path, max_people: 
         return None
     spec = build.keypoint_spec(cfg)
     files = build.resolve_data(cfg, progress=False)
-    train = build.load_instances(files, spec, "train")
+    train = load_instances(files, spec, "train")
     split = (
         Path(checkpoint).parent.parent / "split.json"
     )  # the run's labelled subset, when the run folder is there
     labelled_ids = set(read_json(split, "split file").get("train_ann_ids", [])) if split.is_file() else set()
     # the unlabelled pool (data.unlabeled_*: extra images have no ground truth to compare with, so they drop out)
-    pool = [inst for inst in build.unlabeled_instances(cfg, files, train)
+    pool = [inst for inst in build.unlabeled_people(cfg, files, train)
             if (inst.keypoints[:, 2] > 0).any() and inst.ann_id not in labelled_ids][:max_people]  # fmt: skip
     if not pool:
         print("note: no unlabelled person with ground truth to compare the teacher's pseudo-labels with")
         return None
-    predictions = predict(
-        teacher.eval(), build.build_dataset(cfg, pool, train=False), build.build_codec(cfg),
-        ctx=DistributedContext(), batch_size=cfg.eval.batch_size, flip_index=None, decode=cfg.eval.decode,
-    )  # fmt: skip
+    # training makes pseudo-labels without the flip test
+    evaluator = dataclasses.replace(build.build_evaluator(cfg, pool), flip_index=None)
+    predictions = evaluator.predict(teacher.eval(), DistributedContext())
     matched = pair_by_annotation(predictions, pool, spec.sigmas)
     path = draw_worst(matched, predictions.scores, pool, spec, count, out_dir / "worst_pseudo_labels.png",
                       what="teacher", threshold=cfg.method.confidence_threshold)  # fmt: skip

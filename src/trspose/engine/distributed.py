@@ -49,10 +49,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
@@ -78,12 +74,3 @@ def reduce_mean(values: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(tensor)
     tensor /= dist.get_world_size()
     return dict(zip(keys, tensor.cpu().tolist()))
-
-
-def broadcast_object(obj: object) -> object:
-    """Rank 0's ``obj`` on every rank."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -14,58 +14,16 @@ import numpy as np
 import torch
 
 from trspose.config import ExperimentConfig, config_from_dict
-from trspose.data.coco import (
-    load_coco_instances,
-    load_image,
-    load_image_folder_with_boxes,
-    read_keypoint_file,
-)
-from trspose.data.splits import check_unlabeled_pool
+from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
 from trspose.engine import build
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.engine.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
-from trspose.engine.evaluate import keypoint_results, predict
 from trspose.engine.run_folder import prepare_run_folder
-from trspose.engine.trainer import TrainingData, evaluate_validation, fit, seed_everything
+from trspose.engine.trainer import fit, seed_everything
 from trspose.errors import DataError, TrsposeError
-from trspose.evaluation.coco_eval import evaluate_coco_keypoints, write_results_json
+from trspose.evaluation.coco_eval import write_results_json
 
 METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
-
-
-def prepare_training_data(
-    cfg: ExperimentConfig, method, run_dir: Path | None, ctx: DistributedContext
-) -> TrainingData:
-    files = build.resolve_data(cfg, ctx)
-    spec = build.keypoint_spec(cfg)
-    train_instances = build.load_instances(files, spec, "train")
-    labeled, holdout = build.labeled_split(cfg, train_instances, run_dir)
-    val_instances = build.load_instances(files, spec, "val")
-    val_image_ids = None
-    if cfg.eval.max_images:  # the first N images of the file, for ground truth and predictions alike
-        images = read_keypoint_file(files.val_annotations, spec)["images"]
-        val_image_ids = sorted(image["id"] for image in images)[: cfg.eval.max_images]
-        val_instances = [inst for inst in val_instances if inst.image_id in set(val_image_ids)]
-        if not val_instances:
-            raise DataError(
-                f"{files.val_annotations}: its first {cfg.eval.max_images} images (eval.max_images) hold no "
-                "person to evaluate; raise eval.max_images"
-            )
-    unlabeled = None
-    if method.uses_unlabeled:
-        pool = build.unlabeled_instances(cfg, files, train_instances)
-        if run_dir is not None:
-            check_unlabeled_pool(pool, run_dir / "unlabeled_pool.json")  # a resume must see the same pool
-        unlabeled = build.build_unlabeled(cfg, pool)
-    return TrainingData(
-        labeled=build.build_dataset(cfg, labeled, train=True),
-        holdout=build.build_dataset(cfg, holdout, train=False) if holdout else None,
-        holdout_instances=holdout,
-        validation=build.build_dataset(cfg, val_instances, train=False),
-        val_annotations=files.val_annotations,
-        unlabeled=unlabeled,
-        val_image_ids=val_image_ids,
-    )
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
@@ -78,17 +36,12 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         run_dir = Path(cfg.output_dir) / cfg.name
         seed_everything(cfg.train.seed)  # the same initial weights on every rank and in every rerun
         try:
-            built = (
-                build.bare_config(cfg) if resume else cfg
-            )  # a resumed run's weights come from its checkpoint
-            model = build.build_model(built)
-            method = build.build_method(built, model)
-            data = prepare_training_data(cfg, method, run_dir, ctx)
+            run = build.build_training_run(cfg, run_dir, ctx, resume=resume)
         except TrsposeError:
             if ctx.is_main and not resume:  # a new run that never started: rerunning needs no --overwrite
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        metrics = fit(cfg, method, data, run_dir, ctx, resume=resume)
+        metrics = fit(run, cfg.train, run_dir, ctx, resume=resume)
         if ctx.is_main:
             print_metrics_table(metrics, title=f"{cfg.name}: validation")
         return metrics
@@ -113,7 +66,7 @@ def model_from_checkpoint(
     return cfg, method.inference_model().eval()
 
 
-def evaluate(
+def evaluate_checkpoint(
     checkpoint: str | Path, *, annotations: str | None = None, images: str | None = None, boxes: str | None = None,
     flip_test: bool | None = None, results_out: str | None = None, overlays: str | None = None, num_overlays: int = 12,
     per_keypoint: str | None = None, worst: tuple[int, str] | None = None,
@@ -133,16 +86,13 @@ def evaluate(
             ann, img = files.val_annotations, files.val_images
             boxes = boxes or (str(files.val_boxes) if files.val_boxes else None)
         instances = load_coco_instances(ann, img, spec, boxes_file=boxes, require_keypoints=boxes is None)
-        dataset = build.build_dataset(cfg, instances, train=False)
-        predictions = predict(
-            model, dataset, build.build_codec(cfg), ctx=ctx, batch_size=cfg.eval.batch_size,
-            flip_index=spec.flip_index() if cfg.eval.flip_test else None, decode=cfg.eval.decode, progress=True,
-        )  # fmt: skip
+        evaluator = build.build_evaluator(cfg, instances, annotations=ann, oks_nms=boxes is not None)
+        predictions = evaluator.predict(model, ctx, progress=True)
         if not ctx.is_main:
             return {}
         # what is scored (after OKS-NMS with detector boxes), written and drawn: one list; every image counts
-        results = keypoint_results(predictions, spec.sigmas, oks_nms=boxes is not None)
-        metrics = {k: 100.0 * v for k, v in evaluate_coco_keypoints(ann, results, sigmas=spec.sigmas).items()}
+        results = evaluator.results(predictions)
+        metrics = evaluator.score(predictions)
         if results_out:
             write_results_json(results, results_out)
         if overlays:
@@ -222,15 +172,11 @@ def predict_images(
         instances = [inst for inst in instances if inst.image_id in keep]
     if not instances:
         raise DataError(f"no images found in {inputs}; pass image files (.jpg/.png) or folders holding them")
-    dataset = build.build_dataset(cfg, instances, train=False)
-    ctx = DistributedContext()
-    predictions = predict(
-        model, dataset, build.build_codec(cfg), ctx=ctx, batch_size=cfg.eval.batch_size,
-        flip_index=spec.flip_index() if cfg.eval.flip_test else None, decode=cfg.eval.decode, progress=True,
-    )  # fmt: skip
+    evaluator = build.build_evaluator(cfg, instances)
+    predictions = evaluator.predict(model, DistributedContext(), progress=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = keypoint_results(predictions, spec.sigmas)
+    results = evaluator.results(predictions)
     for r in results:
         r["file_name"] = file_names[r["image_id"]]
     write_results_json(results, out_dir / "predictions.json")
@@ -256,4 +202,4 @@ def _hint_if_nothing_drawn(results: list[dict], threshold: float, what: str, opt
         )
 
 
-__all__ = ["train", "evaluate", "predict_images", "evaluate_validation", "print_metrics_table"]
+__all__ = ["train", "evaluate_checkpoint", "predict_images", "print_metrics_table"]

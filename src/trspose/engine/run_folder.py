@@ -22,17 +22,17 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+import yaml
 
 from trspose.config import (
     ExperimentConfig,
     changed_keys,
     config_to_dict,
     dotted_items,
-    dump_yaml,
     load_config,
 )
-from trspose.data.coco import write_json
 from trspose.errors import TrainingError, TrsposeError
+from trspose.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,10 @@ def cpu_model() -> str:
 
 
 def write_run_metadata(
-    run_dir: Path, cfg: ExperimentConfig, device: torch.device, world_size: int, precision: str = "float32"
+    run_dir: Path, config: dict, device: torch.device, world_size: int, precision: str = "float32"
 ) -> None:
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    """``config.yaml`` (the resolved config, as ``config_to_dict`` gives it) and ``environment.json``."""
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     record = {**environment_record(device, world_size), "precision": precision}
     (run_dir / "environment.json").write_text(json.dumps(record, indent=2))
 

@@ -18,12 +18,3 @@ def learning_rate_factor(
     decays = sum(step >= int(m * total_steps) for m in milestones)
     return gamma**decays
 
-
-def sigmoid_rampup(step: int, start: int, length: int) -> float:
-    """0 before ``start``, then exp(-5 (1 - t)^2) up to 1 over ``length`` steps (Laine & Aila 2017)."""
-    if step < start:
-        return 0.0
-    if length <= 0:
-        return 1.0
-    t = min(1.0, (step - start) / length)
-    return math.exp(-5.0 * (1.0 - t) ** 2)

@@ -22,12 +22,13 @@ import torch
 from trspose.config import ExperimentConfig, pixel_normalization
 from trspose.data.datasets import denormalize
 from trspose.data.geometry import affine_points, invert_affine
+from trspose.data.sources import load_instances
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.engine.loaders import PositionDataset
 from trspose.errors import ConfigError
 from trspose.methods.pseudo_labels import make_pseudo_target
-from trspose.methods.teacher_student import perturb_strong_view
+from trspose.methods.trs import TeacherReviewerStudent
 from trspose.visualize import draw_pose, save_grid
 
 ZOOM = 3  # crops are small (e.g. 96x64); draw on a 3x enlargement so skeletons stay readable
@@ -39,14 +40,18 @@ def write_training_preview(cfg: ExperimentConfig, out_dir: Path, num: int = 16) 
         raise ConfigError(f"--num must be at least 1, got {num}")
     files = build.resolve_data(cfg)
     spec = build.keypoint_spec(cfg)
-    train = build.load_instances(files, spec, "train")
-    labeled, _ = build.labeled_split(cfg, train, None)
-    stream = PositionDataset(build.build_dataset(cfg, labeled, train=True), seed=cfg.train.seed)  # as fit()
+    train = load_instances(files, spec, "train")
+    labeled, _ = build.labeled_people(cfg, train, saved=None)
+    stream = PositionDataset(
+        build.build_dataset(cfg, labeled, train=True), seed=build.Seeds(cfg.train.seed).labeled
+    )  # as fit()
     normalization = pixel_normalization(cfg.model)
     panels = [_labeled_panel(stream[position], spec, normalization) for position in range(num)]
     paths = [save_grid(panels, Path(out_dir) / "labeled.png", columns=8, max_width=1600)]
-    if cfg.method.name != "supervised":
-        paths.append(_unlabeled_preview(cfg, files, train, Path(out_dir) / "unlabeled.png", num))
+    bare = build.bare_config(cfg)  # the method's settings and views, not its weights
+    method = build.build_method(bare, build.build_model(bare))
+    if method.uses_unlabeled:
+        paths.append(_unlabeled_preview(cfg, method, files, train, Path(out_dir) / "unlabeled.png", num))
     return paths
 
 
@@ -57,11 +62,13 @@ def _labeled_panel(sample, spec, normalization) -> np.ndarray:
     return draw_pose(image, _zoom_points(keypoints), spec)
 
 
-def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
+def _unlabeled_preview(cfg, method, files, train, path: Path, num: int) -> Path:
     spec = build.keypoint_spec(cfg)
     normalization = pixel_normalization(cfg.model)
-    pool = build.unlabeled_instances(cfg, files, train)
-    stream = PositionDataset(build.build_unlabeled(cfg, pool), seed=cfg.train.seed + 1)  # as fit()
+    pool = build.unlabeled_people(cfg, files, train)
+    stream = PositionDataset(
+        build.build_unlabeled(cfg, pool), seed=build.Seeds(cfg.train.seed).unlabeled
+    )  # as fit()
     samples = [stream[position] for position in range(num)]
     batch = collate_unlabeled(samples)
     by_ann = {instance.ann_id: instance for instance in pool}
@@ -83,11 +90,9 @@ def _unlabeled_preview(cfg, files, train, path: Path, num: int) -> Path:
     stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
     peaks = target.peaks * stride  # (B, K, 2) strong-view input px, as TRS computes them
     mixed, pasted, erased = batch.strong, [], []
-    if cfg.method.name in ("trs", "mean_teacher"):  # dual networks perturb nothing beyond the strong view
+    if isinstance(method, TeacherReviewerStudent):  # dual networks perturb nothing beyond the strong view
         generator = torch.Generator().manual_seed(cfg.train.seed)
-        mixed, pasted, erased = perturb_strong_view(
-            batch.strong, peaks, target.weight > 0, build.teacher_student_config(cfg), generator, flip_index
-        )
+        mixed, pasted, erased = method.perturb_strong_view(batch.strong, peaks, target.weight > 0, generator)
     panels = []
     for i in range(len(samples)):
         weak = draw_pose(

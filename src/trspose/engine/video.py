@@ -22,13 +22,14 @@ import torch
 from tqdm import tqdm
 
 from trspose.config import pixel_normalization
-from trspose.data.coco import PersonInstance, read_json, write_json
+from trspose.data.coco import PersonInstance
 from trspose.data.coco_checks import check_box, check_id, check_number, fail, require_object
 from trspose.data.datasets import normalize_image
 from trspose.data.transforms import TopDownTransform
 from trspose.engine import build
-from trspose.engine.evaluate import predict_crops
+from trspose.engine.inference import predict_crops
 from trspose.errors import DataError
+from trspose.io import read_json, write_json
 from trspose.visualize import draw_pose
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")

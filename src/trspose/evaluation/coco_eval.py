@@ -8,8 +8,6 @@ score) and optional OKS non-maximum suppression for detector boxes.
 import contextlib
 import copy
 import io
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +15,10 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from trspose.data.coco import read_json
-from trspose.data.coco_checks import check_keypoint_file, check_keypoint_results
+from trspose.data.coco_checks import check_keypoint_file
 from trspose.data.keypoints import COCO17
 from trspose.errors import DataError
+from trspose.io import read_json, write_json
 
 METRIC_NAMES = (
     "AP",
@@ -190,19 +188,5 @@ def oks_nms(results: list[dict], threshold: float = 0.9, sigmas: Sequence[float]
 
 
 def write_results_json(results: list[dict], path: str | Path) -> None:
-    """Write results as a COCO results JSON file atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as file:
-        json.dump(results, file)
-    os.replace(temporary, path)
-
-
-def load_results_json(path: str | Path) -> list[dict]:
-    """Read a COCO keypoint results JSON file, checked entry by entry (types, finite numbers); a DataError
-    names the file, the entry and the field."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"results file {path} does not exist; run prediction first or fix the path")
-    return check_keypoint_results(read_json(path, "results file"), path)
+    """Write results as a COCO results JSON file, atomically (see :func:`trspose.io.atomic_path`)."""
+    write_json(results, path, indent=None)

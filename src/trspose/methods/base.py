@@ -28,14 +28,17 @@ class Method:
 
     uses_unlabeled: bool = False
     """Whether training_step needs an unlabelled batch."""
+    selection_candidate: str = "model"
+    """The network of ``candidates()`` whose hold-out score selects 'best.pt' and drives the reviewer."""
 
     def __init__(self, trainable: dict[str, nn.Module]):
         self.trainable = nn.ModuleDict(trainable)
-        self.forward: dict[str, Callable] = dict(trainable)
+        self.wrapped: dict[str, Callable] = dict(trainable)
+        """What training_step calls to run each trainable network: the network itself or its DDP wrapper."""
 
     def wrap(self, wrapper: Callable[[nn.Module], nn.Module]) -> None:
         """Let the trainer wrap each trainable network (DDP); the unwrapped modules stay in ``trainable``."""
-        self.forward = {name: wrapper(module) for name, module in self.trainable.items()}
+        self.wrapped = {name: wrapper(module) for name, module in self.trainable.items()}
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for p in self.trainable.parameters() if p.requires_grad]
@@ -61,7 +64,7 @@ class Method:
         raise NotImplementedError
 
     def candidates(self) -> dict[str, nn.Module]:
-        """Networks worth scoring on the hold-out slice; the first is the default."""
+        """Networks worth scoring on the hold-out slice, by name (one of them is ``selection_candidate``)."""
         return {"model": self.inference_model()}
 
     def state_dict(self) -> dict:

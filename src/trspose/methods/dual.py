@@ -10,29 +10,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trspose.config import MethodConfig
-from trspose.engine.schedules import sigmoid_rampup
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.losses import multi_level_loss
 from trspose.methods.pseudo_labels import make_pseudo_target
+from trspose.methods.trs import TeacherStudentConfig, consistency_weight
 
 
 class DualNetworks(Method):
     uses_unlabeled = True
+    selection_candidate = "student"
 
     def __init__(
         self,
         first: nn.Module,
         second: nn.Module,
         level_weights: dict[str, float],
-        cfg: MethodConfig,
+        cfg: TeacherStudentConfig,
         flip_index,
     ):
         super().__init__({"student": first, "partner": second})
         self.cfg = cfg
         self.level_weights = level_weights
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
-        self.unlabeled_batch_size = cfg.unlabeled_batch_size
 
     @torch.no_grad()
     def _target(self, name: str, unlabeled):
@@ -60,12 +59,10 @@ class DualNetworks(Method):
             else {}
         )
         images = torch.cat([labeled.images, unlabeled.strong]) if use_unlabeled else labeled.images
-        ramp = self.cfg.consistency_weight * sigmoid_rampup(
-            step, self.cfg.burn_in_steps, self.cfg.rampup_steps
-        )
+        ramp = consistency_weight(step, self.cfg)
         total, metrics = 0.0, {}
         for name in ("student", "partner"):
-            output = self.forward[name](images)
+            output = self.wrapped[name](images)
             levels_l = {k: v[:n] for k, v in output.levels.items()}
             supervised, parts = multi_level_loss(
                 output.heatmaps[:n], levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights

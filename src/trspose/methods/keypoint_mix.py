@@ -8,6 +8,7 @@ strong view (and optionally labelled crops). Locations are in input-crop pixels,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -20,7 +21,7 @@ class KeypointMixConfig:
     """Keypoints of the image that receive a pasted patch."""
     patch_size: int = 12
     """Side of the square patch, in input pixels."""
-    source: str = "batch"
+    source: Literal["batch", "swap"] = "batch"
     """'batch' (patches from other images of the batch) or 'swap' (this image's own left/right partner)."""
 
 

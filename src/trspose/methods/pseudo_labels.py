@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trspose.data.codec import argmax_heatmaps
 from trspose.data.geometry import warp_heatmaps
 
 
@@ -15,13 +16,6 @@ class PseudoTarget:
     weight: torch.Tensor  # (B, K) 1 where the keypoint is trusted
     confidence: torch.Tensor  # (B, K) peak value in the weak view
     peaks: torch.Tensor  # (B, K, 2) argmax location in the strong view, heatmap pixels (x, y)
-
-
-def heatmap_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, K, h, w) -> integer argmax locations (B, K, 2) as (x, y) and peak values (B, K)."""
-    b, k, h, w = heatmaps.shape
-    values, index = heatmaps.reshape(b, k, h * w).max(dim=2)
-    return torch.stack([index % w, index // w], dim=-1).float(), values
 
 
 def make_pseudo_target(
@@ -38,10 +32,10 @@ def make_pseudo_target(
     ``keep_fraction`` < 1 also drops all but the most confident ``keep_fraction`` of the batch's kept keypoints
     (ties at the cut are kept, so slightly more can stay): a cut that follows the teacher's calibration, where a
     fixed threshold can keep everything or nothing."""
-    _, weak_confidence = heatmap_peaks(weak_heatmaps)
+    _, weak_confidence = argmax_heatmaps(weak_heatmaps)
     confidence = _permute(weak_confidence, flipped, flip_index)  # (B, K) in the strong view's keypoint order
     strong = warp_heatmaps(weak_heatmaps.float(), weak_to_strong, flip_index, flipped)  # (B, K, h, w)
-    peaks, warped_peak = heatmap_peaks(strong)
+    peaks, warped_peak = argmax_heatmaps(strong)
     # a keypoint whose peak left the crop keeps only a tail of its Gaussian: its warped maximum collapses
     inside = warped_peak >= 0.5 * confidence
     weight = (confidence >= threshold) & inside

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from trspose.methods.ema import ema_update, frozen_copy
 
 @dataclass
 class ReviewerConfig:
-    policy: str = "best"
+    policy: Literal["best", "periodic", "slow_ema", "none"] = "best"
     """'best', 'periodic', 'slow_ema' or 'none' (no reviewer)."""
     size: int = 1
     """Snapshots kept in the store."""
@@ -30,7 +31,7 @@ class ReviewerConfig:
     """EMA momentum of the 'slow_ema' policy (the teacher uses method.ema_momentum)."""
     weight: float = 0.5
     """Weight of the reviewer consistency term relative to the teacher's (mode 'separate')."""
-    fusion: str = "separate"
+    fusion: Literal["separate", "agreement", "confidence"] = "separate"
     """'separate' (two weighted loss terms), 'agreement' or 'confidence' (one fused target per keypoint)."""
     agreement_px: float = 2.0
     """Teacher and reviewer peaks closer than this (heatmap pixels) agree."""

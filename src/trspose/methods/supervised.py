@@ -14,7 +14,7 @@ class Supervised(Method):
         self.level_weights = level_weights
 
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
-        output = self.forward["student"](labeled.images)
+        output = self.wrapped["student"](labeled.images)
         loss, parts = multi_level_loss(
             output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights
         )

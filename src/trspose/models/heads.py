@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trspose.data.codec import HEATMAP_STRIDE
+
 
 def init_final_conv(conv: nn.Conv2d) -> None:
     """Small normal init of the layer that emits heatmaps (SimpleBaseline: std 0.001, bias 0)."""
@@ -102,14 +104,12 @@ class LevelHead(nn.Module):
     """Light MFL head: 3x3 conv + BN + ReLU + 1x1 conv at the stage's resolution, then bilinear
     upsampling to the output resolution (computing at low resolution keeps it cheap)."""
 
-    def __init__(
-        self, in_channels: int, num_keypoints: int, stride: int, out_stride: int = 4, hidden: int = 64
-    ) -> None:
+    def __init__(self, in_channels: int, num_keypoints: int, stride: int, hidden: int = 64) -> None:
         super().__init__()
         self.hidden = _conv_bn_relu(in_channels, hidden)
         self.final_layer = nn.Conv2d(hidden, num_keypoints, kernel_size=1)
         init_final_conv(self.final_layer)
-        self.scale = stride // out_stride
+        self.scale = stride // HEATMAP_STRIDE
 
     def forward(self, features: torch.Tensor, output_size: tuple[int, int] | None = None) -> torch.Tensor:
         x = self.final_layer(self.hidden(features))  # (B, K, h, w) at the stage's stride

@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from trspose.data.codec import HEATMAP_STRIDE, INPUT_MULTIPLE, valid_input_size
 from trspose.errors import ConfigError
 from trspose.models.backbones import BACKBONES, STAGE_NAMES, Backbone, build_backbone
 from trspose.models.heads import ConvHead, DeconvHead, FPNHead, LevelHead
-
-OUTPUT_STRIDE = 4  # heatmaps are input / 4 (64x48 for a 256x192 crop)
-INPUT_MULTIPLE = 32  # the deepest stage has stride 32; other sizes break the shape arithmetic
 
 # Which head each backbone uses: SimpleBaseline deconvolutions from the deepest ResNet stage, or
 # HRNet's 1x1 convolution on its stride-4 high-resolution branch.
@@ -121,15 +119,14 @@ def build_pose_model(
     head: str = "auto",
     channels_last: bool = False,
 ) -> PoseModel:
-    """Build a top-down heatmap model whose output is exactly ``input_size / 4`` (height, width).
+    """Build a top-down heatmap model whose output is exactly ``codec.heatmap_size_for(input_size)`` (input / 4).
 
     ``pretrained``: "" (random backbone weights), "imagenet" or a local state dict file (see ``build_backbone``).
     ``channels_last``: weights and inputs in NHWC memory layout (faster convolutions; the same results).
     """
     if backbone not in HEAD_KIND:
         raise ConfigError(f"unknown backbone {backbone!r}; valid names: {', '.join(MODEL_NAMES)}")
-    height, width = input_size
-    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or height <= 0 or width <= 0:
+    if not valid_input_size(input_size):
         raise ConfigError(
             f"input_size {tuple(input_size)} must be positive multiples of {INPUT_MULTIPLE} "
             "(height, width), e.g. (256, 192) or (128, 96)"
@@ -152,7 +149,7 @@ def build_pose_model(
     body = build_backbone(backbone, pretrained, stages=stages)
     if kind == "fpn":
         channels = [body.channels[name] for name in head_feature]
-        upsample = body.strides[head_feature[0]] // OUTPUT_STRIDE
+        upsample = body.strides[head_feature[0]] // HEATMAP_STRIDE
         main_head: nn.Module = FPNHead(channels, num_keypoints, channels=head_channels, upsample=upsample)
     else:
         main_head = _build_head(

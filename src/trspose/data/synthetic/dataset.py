@@ -21,6 +21,7 @@ from pathlib import Path
 
 from trspose.data.synthetic.generate import SizeSpec, default_workers, generate_split, now_iso, task_runner
 from trspose.errors import DataError
+from trspose.io import write_json
 from trspose.paths import cache_dir
 
 SIZES: dict[str, SizeSpec] = {
@@ -133,7 +134,7 @@ def _generate_atomically(target: Path, size: str, seed: int, workers: int, progr
             "cpu_seconds_by_stage": {s: {k: round(v, 2) for k, v in t.items()} for s, t in timings.items()},
             "created": now_iso(),
         }
-        _write_atomically(temporary / "manifest.json", json.dumps(manifest, indent=2))
+        write_json(manifest, temporary / "manifest.json", indent=2)
         if target.exists():
             shutil.rmtree(target)
         os.replace(temporary, target)
@@ -158,12 +159,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def read_manifest(root: str | Path) -> dict:

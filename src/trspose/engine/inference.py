@@ -1,4 +1,4 @@
-"""Inference over a set of person instances and their scoring (COCO keypoint AP, PCK).
+"""Inference over a set of person instances and its scoring (COCO keypoint AP, PCK): ``Evaluator``.
 
 Prediction: crop (eval transform) -> heatmaps (optionally averaged with the flipped crop's) -> decode to
 crop pixels -> map to image pixels with the crop's affine. Under DDP each rank predicts a shard and rank 0
@@ -8,6 +8,7 @@ gathers everything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from trspose.data.codec import HeatmapCodec, flip_back
-from trspose.data.datasets import collate_pose
+from trspose.data.datasets import TopDownDataset, collate_pose
 from trspose.data.geometry import affine_points
 from trspose.engine.distributed import DistributedContext, all_gather_objects
 from trspose.evaluation.coco_eval import evaluate_coco_keypoints, make_results
@@ -159,3 +160,51 @@ def pck_of_instances(predictions: Predictions, instances, threshold: float = 0.1
         predictions.keypoints, gt[..., :2], gt[..., 2] > 0, sizes, threshold=threshold
     )
     return float(overall), per_keypoint
+
+
+@dataclass
+class Evaluator:
+    """One fixed set of people to predict and score, with how to predict them (codec, flip test, decoding): the
+    validation set, the labelled hold-out slice, a checkpoint's evaluation files or images to predict."""
+
+    dataset: TopDownDataset  # eval transform
+    codec: HeatmapCodec
+    flip_index: np.ndarray | None  # the keypoints' left/right partners for the flip test; None: no flip test
+    decode: str
+    batch_size: int
+    sigmas: np.ndarray  # COCO OKS sigmas of the keypoints
+    annotations: Path | None = None  # the COCO ground truth that ``score`` reads
+    oks_nms: bool = False  # detector boxes: OKS-NMS before scoring, as COCO evaluation does
+    image_ids: list[int] | None = None  # the images scored (eval.max_images); None: every image of the file
+
+    def predict(self, model: nn.Module, ctx: DistributedContext, progress: bool = False) -> Predictions:
+        return predict(model, self.dataset, self.codec, ctx=ctx, batch_size=self.batch_size,
+                       flip_index=self.flip_index, decode=self.decode, progress=progress)  # fmt: skip
+
+    def results(self, predictions: Predictions) -> list[dict]:
+        """The COCO keypoint results that ``score`` scores (after OKS-NMS with detector boxes)."""
+        return keypoint_results(predictions, self.sigmas, oks_nms=self.oks_nms)
+
+    def score(self, predictions: Predictions) -> dict[str, float]:
+        """COCO keypoint AP/AR in percent against ``annotations`` (every image of it, or ``image_ids``)."""
+        coco = coco_metrics(predictions, self.annotations, self.sigmas, oks_nms=self.oks_nms,
+                            image_ids=self.image_ids)  # fmt: skip
+        return {name: 100.0 * value for name, value in coco.items()}
+
+    def validation_metrics(self, model: nn.Module, ctx: DistributedContext, progress: bool = False) -> dict:
+        """``val/AP``... and the PCK@0.1 of each keypoint ``val_pck/<name>`` (percent; keypoints never labelled
+        in the set are left out) of ``model``; empty on ranks other than 0."""
+        predictions = self.predict(model, ctx, progress)
+        if not ctx.is_main:
+            return {}
+        metrics = {f"val/{name}": value for name, value in self.score(predictions).items()}
+        _, per_keypoint = pck_of_instances(predictions, self.dataset.instances, threshold=0.1)
+        names = self.dataset.spec.names
+        metrics.update(
+            {f"val_pck/{n}": 100.0 * float(v) for n, v in zip(names, per_keypoint) if np.isfinite(v)}
+        )
+        return metrics
+
+    def pck(self, model: nn.Module, ctx: DistributedContext) -> float:
+        """PCK@0.1 (percent) of ``model`` on this set's labelled people."""
+        return 100.0 * pck_metric(self.predict(model, ctx), self.dataset.instances)

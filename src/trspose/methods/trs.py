@@ -10,44 +10,80 @@ DDP sees one forward per backward.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
-from trspose.config import MethodConfig
-from trspose.engine.schedules import sigmoid_rampup
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
-from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
+from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig, joint_cutout, keypoint_mix
 from trspose.methods.losses import multi_level_loss
 from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target
-from trspose.methods.reviewer import ReviewerStore
+from trspose.methods.reviewer import ReviewerConfig, ReviewerStore
 
 
-def perturb_strong_view(
-    strong: torch.Tensor, peaks: torch.Tensor, valid: torch.Tensor, cfg: MethodConfig, generator, flip_index
-) -> tuple[torch.Tensor, list, list]:
-    """Keypoint-Mix, then joint cutout, on the student's strong views (B, 3, H, W) at the teacher's peaks
-    (B, K, 2, input px) where ``valid`` (B, K). Returns the images and where patches were pasted and erased,
-    as (image, x0, y0), for pictures (``trspose preview-training``)."""
-    pasted, erased = [], []
-    if cfg.keypoint_mix:
-        strong, record = keypoint_mix(strong, peaks, valid, cfg.mix, generator, flip_index)
-        pasted = record.destination
-    if cfg.joint_cutout.probability > 0:
-        strong, erased = joint_cutout(strong, peaks, valid, cfg.joint_cutout, generator)
-    return strong, pasted, erased
+@dataclass
+class TeacherStudentConfig:
+    """The knobs of the methods that learn from pseudo-labels: mean teacher, dual networks and TRS (the
+    ``method`` section of the experiment config adds only the method's name)."""
+
+    burn_in_steps: int = 200
+    """Supervised-only steps before the teacher is copied from the student and consistency starts."""
+    ema_momentum: float = 0.999
+    """Teacher = EMA of the student with this momentum."""
+    consistency_weight: float = 1.0
+    """Weight of the teacher consistency term after ramp-up."""
+    rampup_steps: int = 300
+    """Sigmoid ramp-up of the consistency weight after burn-in."""
+    confidence_threshold: float = 0.2
+    """Pseudo-keypoints whose teacher peak is below this are ignored."""
+    confidence_keep_fraction: float = 1.0
+    """Of the pseudo-keypoints that pass the threshold, keep only this fraction of each batch's most confident
+    (per rank; 1: no such cut). Unlike a fixed threshold, it follows the teacher's calibration."""
+    keypoint_mix: bool = True
+    """Keypoint-Mix on the student's strong view (TRS only)."""
+    keypoint_mix_labeled: bool = False
+    """Also apply Keypoint-Mix to labelled crops."""
+    mix: KeypointMixConfig = field(default_factory=KeypointMixConfig)
+    """Keypoint-Mix probability, count, patch size and source."""
+    joint_cutout: JointCutoutConfig = field(default_factory=JointCutoutConfig)
+    """Cutout around the teacher's predicted joints on the strong view (TRS and mean teacher; off by default)."""
+    reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
+    """The reviewer store (TRS only)."""
+
+
+def sigmoid_rampup(step: int, start: int, length: int) -> float:
+    """0 before ``start``, then exp(-5 (1 - t)^2) up to 1 over ``length`` steps (Laine & Aila 2017)."""
+    if step < start:
+        return 0.0
+    if length <= 0:
+        return 1.0
+    t = min(1.0, (step - start) / length)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+def consistency_weight(step: int, cfg: TeacherStudentConfig) -> float:
+    """Weight of the pseudo-label terms at ``step``: 0 during burn-in, then ramped up to consistency_weight."""
+    return cfg.consistency_weight * sigmoid_rampup(step, cfg.burn_in_steps, cfg.rampup_steps)
 
 
 class TeacherReviewerStudent(Method):
     uses_unlabeled = True
 
+    selection_candidate = "teacher"
+
     def __init__(
         self,
         student: nn.Module,
         level_weights: dict[str, float],
-        cfg: MethodConfig,
+        cfg: TeacherStudentConfig,
         flip_index,
+        *,
         seed: int = 0,
+        rank: int = 0,
     ):
         super().__init__({"student": student})
         self.cfg = cfg
@@ -55,9 +91,17 @@ class TeacherReviewerStudent(Method):
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
         self.teacher = frozen_copy(student)
         self.reviewer = ReviewerStore(student, cfg.reviewer)
-        self.unlabeled_batch_size = cfg.unlabeled_batch_size
-        self.seed = seed
+        self.seed, self.rank = seed, rank
         self.step = 0
+
+    @classmethod
+    def mean_teacher(cls, student: nn.Module, level_weights: dict[str, float], cfg: TeacherStudentConfig,
+                     flip_index, *, seed: int = 0, rank: int = 0) -> TeacherReviewerStudent:  # fmt: skip
+        """Mean teacher (the PoseCons family: one network and its EMA): TRS without reviewer and Keypoint-Mix."""
+        cfg = dataclasses.replace(
+            cfg, keypoint_mix=False, reviewer=dataclasses.replace(cfg.reviewer, policy="none")
+        )
+        return cls(student, level_weights, cfg, flip_index, seed=seed, rank=rank)
 
     @property
     def teacher_ready(self) -> bool:
@@ -73,20 +117,17 @@ class TeacherReviewerStudent(Method):
                 labeled_images, labeled.keypoints[..., :2], labeled.target_weight > 0, generator
             )
         if not self.teacher_ready or unlabeled is None:  # burn-in: supervised only
-            output = self.forward["student"](labeled_images)
+            output = self.wrapped["student"](labeled_images)
             loss, parts = multi_level_loss(
                 output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights
             )
             return StepOutput(loss, {"loss/supervised": parts["main"].detach()})
 
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
-        strong = unlabeled.strong
         stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
         peaks = teacher_target.peaks * stride  # (B_u, K, 2) strong-view input px (the codec's x / stride)
-        strong, _, _ = perturb_strong_view(
-            strong, peaks, teacher_target.weight > 0, self.cfg, generator, self.flip_index
-        )
-        output = self.forward["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
+        strong, _, _ = self.perturb_strong_view(unlabeled.strong, peaks, teacher_target.weight > 0, generator)
+        output = self.wrapped["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
         lab = lambda t: t[:n_labeled]  # noqa: E731
         unl = lambda t: t[n_labeled:]  # noqa: E731
         levels_l = {k: lab(v) for k, v in output.levels.items()}
@@ -94,9 +135,7 @@ class TeacherReviewerStudent(Method):
         supervised, parts = multi_level_loss(
             lab(output.heatmaps), levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights
         )
-        ramp = self.cfg.consistency_weight * sigmoid_rampup(
-            step, self.cfg.burn_in_steps, self.cfg.rampup_steps
-        )
+        ramp = consistency_weight(step, self.cfg)
         teacher_loss, _ = multi_level_loss(
             unl(output.heatmaps), levels_u, teacher_target.heatmaps, teacher_target.weight, self.level_weights
         )
@@ -143,6 +182,20 @@ class TeacherReviewerStudent(Method):
         metrics["pseudo/kept_fraction"] = fused.weight.mean()
         return fused, None, metrics
 
+    def perturb_strong_view(
+        self, strong: torch.Tensor, peaks: torch.Tensor, valid: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, list, list]:
+        """Keypoint-Mix, then joint cutout, on the student's strong views (B, 3, H, W) at the teacher's peaks
+        (B, K, 2, input px) where ``valid`` (B, K). Returns the images and where patches were pasted and erased,
+        as (image, x0, y0), for pictures (``trspose preview-training``)."""
+        pasted, erased = [], []
+        if self.cfg.keypoint_mix:
+            strong, record = keypoint_mix(strong, peaks, valid, self.cfg.mix, generator, self.flip_index)
+            pasted = record.destination
+        if self.cfg.joint_cutout.probability > 0:
+            strong, erased = joint_cutout(strong, peaks, valid, self.cfg.joint_cutout, generator)
+        return strong, pasted, erased
+
     def _mix(
         self, images: torch.Tensor, points: torch.Tensor, valid: torch.Tensor, generator
     ) -> torch.Tensor:
@@ -152,8 +205,7 @@ class TeacherReviewerStudent(Method):
     def _generator(self, step: int) -> torch.Generator:
         """The draws of Keypoint-Mix and joint cutout: a pure function of (train seed, rank, step), so every rank
         mixes differently and a resumed run draws exactly what the uninterrupted one did."""
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + rank * 100_003 + step)
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.rank * 100_003 + step)
 
     def after_optimizer_step(self, step: int) -> None:
         self.step = step + 1
