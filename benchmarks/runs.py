@@ -226,6 +226,7 @@ def run_and_record(
         "command": shlex.join(["trspose", *train_command(config, name, output_dir, overrides)[3:]]),
         "resolved_config_yaml": resolved,
         "curve": learning_curve(run / "metrics.jsonl"),
+        "pseudo_quality": last_pseudo_quality(run / "metrics.jsonl"),
     }
 
 
@@ -260,6 +261,16 @@ def learning_curve(metrics_file: Path) -> list[list[float]]:
         if record.get("val/AP") is not None:
             points.append([record["step"], record["val/AP"]])
     return points
+
+
+def last_pseudo_quality(metrics_file: Path) -> dict[str, float]:
+    """The pseudo-label measurements (``pseudo_quality/*``, percent) of a run's last evaluation; empty if none."""
+    last: dict[str, float] = {}
+    for line in metrics_file.read_text().splitlines():
+        record = json.loads(line)
+        found = {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("pseudo_quality/")}
+        last = found or last
+    return last
 
 
 def summary_table(records: list[dict], keys: list[str]) -> str:

@@ -42,6 +42,8 @@ SUPERVISED_ROW_DIFFERS = {
     "method.rampup_steps", "data.strong_view.blur_sigma",
 }  # fmt: skip
 UPPER_BOUND = ("supervised", "all labels", ["method.name=supervised", NO_MFL])
+# the rows whose comparison is the table's point get a third seed at the lowest budget
+THREE_SEEDS = {("supervised", "-"), ("mean_teacher", "-"), ("dual", "-"), ("trs", "full")}
 
 
 def main() -> None:
@@ -49,7 +51,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1],
+        help="seeds of every row; the main rows at the lowest budget also get --third-seed",
+    )  # fmt: skip
+    parser.add_argument("--third-seed", type=int, default=2, help="-1: none")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--only", nargs="*", default=[], help="run only rows whose 'method/ablation' contains one of these"
@@ -81,7 +87,8 @@ def main() -> None:
     current = []
     for fraction, method, ablation, row_overrides in jobs:
         selected = not args.only or any(o in f"{method}/{ablation}" for o in args.only)
-        for seed in args.seeds:
+        third = fraction == min(fractions) and (method, ablation) in THREE_SEEDS and args.third_seed >= 0
+        for seed in [*args.seeds, *([args.third_seed] if third and not args.quick else [])]:
             if method == "supervised" and not args.quick:
                 # The gap table's runs are these rows: the same base config, budget, seeds and labelled subsets.
                 # Only the validation cadence and method keys that supervised training never reads differ
@@ -104,6 +111,7 @@ def main() -> None:
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
+    print("\n" + pseudo_label_table(current))
     if not any(r["method"] != "supervised" for r in current):
         return  # no semi-supervised row recorded with this config: leave any older picture alone
     steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
@@ -120,6 +128,41 @@ def gap_table_record(gap_table: ResultsFile, fraction: float, seed: int, extra: 
         SUPERVISED_CONFIG, [*subset, f"train.seed={seed}", f"data.split_seed={seed}", *extra]
     )
     return record if record is not None and record.get("curve") else None
+
+
+# Network passes per step, crops per pass (32 labelled + 32 unlabelled): forward+backward of the trained network(s),
+# forward-only of the teacher / reviewer on the weak views. Equal steps are equal compute only within a line.
+PASSES = {
+    "supervised": "F+B 32",
+    "mean_teacher": "F+B 64, F 32",
+    "dual": "2 x (F+B 64, F 32)",
+    "trs": "F+B 64, F 32, reviewer F 32",
+    "trs no reviewer": "F+B 64, F 32",
+}
+
+
+def pseudo_label_table(records: list[dict]) -> str:
+    """Per row: network passes per step and the end-of-training pseudo-label quality (mean over seeds, percent):
+    PCK@0.1 of the teacher's, the reviewer's and the learned target's keypoints on unlabelled people, the kept
+    fraction and the precision of the confidence mask, and where the reviewer is right while the teacher is not."""
+    import statistics
+
+    names = ["pck_teacher", "pck_reviewer", "pck_target", "kept_fraction", "mask_precision",
+             "reviewer_right_teacher_wrong", "teacher_right_reviewer_wrong"]  # fmt: skip
+    header = ["labeled_fraction", "method", "ablation", "passes/step", *names]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["labeled_fraction"], r["method"], r["ablation"]), []).append(r)
+    for (fraction, method, ablation), group in groups.items():
+        passes = PASSES.get(f"{method} {ablation}", PASSES.get(method, "?"))
+        values = []
+        for name in names:
+            found = [r.get("pseudo_quality", {}).get(name) for r in group]
+            found = [v for v in found if v is not None]
+            values.append(f"{statistics.mean(found):.1f}" if found else "-")
+        lines.append(f"| {fraction:.0%} | {method} | {ablation} | {passes} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
 
 
 def curve_panels(records: list[dict]) -> dict[str, list[tuple[str, list]]]:

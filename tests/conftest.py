@@ -1,4 +1,5 @@
-"""Session-wide fixtures: the anny body model (built once) and a tiny synthetic dataset."""
+"""Session-wide fixtures: the anny body model (built once), a tiny synthetic dataset, a stick-figure dataset,
+and a tiny model trained on it (trained once for the export, video, diagnostics and inference tests)."""
 
 from pathlib import Path
 
@@ -25,3 +26,23 @@ def tiny_dataset(tmp_path_factory, body_model) -> Path:
     return ensure_dataset(
         "tiny", seed=0, root=tmp_path_factory.mktemp("synthetic") / "tiny", workers=1, progress=False
     )
+
+
+@pytest.fixture(scope="session")
+def stick_root(tmp_path_factory) -> Path:
+    """A stick-figure COCO dataset (12 train, 4 val people; tests/stick_figures.py). Tests only read it."""
+    from tests.stick_figures import write_stick_figure_dataset
+
+    return write_stick_figure_dataset(tmp_path_factory.mktemp("sticks"))
+
+
+@pytest.fixture(scope="session")
+def trained(stick_root, tmp_path_factory) -> Path:
+    """A tiny model trained a few steps (its weights are not random, so the parity test means something)."""
+    from tests.tiny_runs import TINY
+    from trspose.config import load_config
+    from trspose.engine import trainer
+
+    out = tmp_path_factory.mktemp("runs")
+    trainer.train(load_config(TINY, [f"data.root={stick_root}", f"output_dir={out}", "train.steps=20"]))
+    return out / "tiny" / "checkpoints" / "last.pt"

@@ -1,18 +1,13 @@
 """The results-table scripts decide which recorded runs belong to a row by the config the run trained with."""
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
+import runs  # benchmarks/runs.py: benchmarks/ is on pytest's pythonpath (pyproject.toml)
 from trspose.config import config_to_dict, dump_yaml, load_config
-
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-import runs  # noqa: E402
 
 CONFIG = "configs/supervised_lite0_fpn_128x96_synthetic.yaml"
 
@@ -91,10 +86,11 @@ def test_interrupted_sittings_count_until_the_checkpoint_the_next_one_resumed_fr
     assert runs.interrupted_time([*segments, {"started": 900.0, "from_step": 8}], metrics) == 60.0
 
 
+@pytest.mark.slow
 def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, monkeypatch):
     from tests.interrupt import interrupt_supervised_training
     from tests.stick_figures import write_stick_figure_dataset
-    from trspose.engine import jobs
+    from trspose.engine import trainer
     from trspose.engine.checkpoint import load_checkpoint
     from trspose.engine.run_folder import git_revision
 
@@ -107,7 +103,7 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     first_sitting = time.time()
     (runs_dir / "row.segments.json").write_text(json.dumps([{"started": first_sitting, "from_step": 0}]))
     with pytest.raises(KeyboardInterrupt):
-        jobs.train(load_config(runs.REPO / config, [*overrides, f"output_dir={runs_dir}", "name=row"]))
+        trainer.train(load_config(runs.REPO / config, [*overrides, f"output_dir={runs_dir}", "name=row"]))
     monkeypatch.undo()
     run = runs_dir / "row"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3

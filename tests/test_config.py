@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_runs import tiny_semi_config
 from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, dump_yaml, load_config
 from trspose.errors import ConfigError
 
@@ -185,3 +186,19 @@ def test_unlabelled_views_are_configurable_and_checked():
         load_config(overrides=["data.weak_view.half_body_prob=0.3"])
     with pytest.raises(ConfigError, match=r"data\.weak_view\.cutout_prob"):
         load_config(overrides=["data.weak_view.cutout_prob=0.5"])  # the weak view has no cutout
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.unlabeled_boxes=boxes.json"], "data.unlabeled_boxes needs data.unlabeled_images"),
+        (
+            ["data.unlabeled_include_train=false"],
+            "data.unlabeled_include_train=false needs data.unlabeled_images",
+        ),
+        (["method.name=dual"], "method.joint_cutout needs method.name trs or mean_teacher"),
+    ],
+)
+def test_settings_that_would_do_nothing_are_config_errors(stick_root, tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_semi_config(stick_root, tmp_path, "trs", *overrides)

@@ -113,10 +113,10 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> None:
     if args.command == "train":
         from trspose.config import load_config
-        from trspose.engine import jobs
+        from trspose.engine.trainer import train
 
         cfg = load_config(args.config, args.overrides)
-        jobs.train(cfg, resume=args.resume, overwrite=args.overwrite)
+        train(cfg, resume=args.resume, overwrite=args.overwrite)
     elif args.command == "eval":
         from trspose.engine import jobs
 

@@ -190,6 +190,9 @@ class EvalConfig:
     """Heatmap decoding: 'dark' (sub-pixel, Zhang et al. 2020) or 'argmax'."""
     max_images: int = 0
     """Evaluate on the first N validation images by id, ground truth and predictions alike (0: all)."""
+    pseudo_label_people: int = 256
+    """Semi-supervised methods: unlabelled people (with ground truth that training never reads, as in the synthetic
+    data) on which each evaluation measures the pseudo-labels (``pseudo_quality/*`` in metrics.jsonl); 0: off."""
 
 
 MethodName = Literal["supervised", "mean_teacher", "dual", "trs"]

@@ -177,3 +177,14 @@ def test_whole_image_box_follows_the_exif_orientation_opencv_applies(tmp_path):
     height, width = load_image(tmp_path / "phone.jpg").shape[:2]
     assert (height, width) == (40, 20)
     np.testing.assert_allclose(instance.box, [0, 0, width, height])
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [{"000001.jpg": [[1, 2, 3]]}, {"000001.jpg": [[1, 2, 3, "wide"]]}, [{"file_name": "000001.jpg", "bbox": [1, 2, 3]}],
+     [{"file_name": "000001.jpg", "bbox": [1, 2, 3, 4], "score": None}]],
+)  # fmt: skip
+def test_a_malformed_boxes_file_is_a_data_error_naming_it(stick_root, tmp_path, boxes):
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    with pytest.raises(DataError, match=r"boxes\.json: .*\[x, y, w, h"):
+        load_image_folder_with_boxes(stick_root / "images" / "train", tmp_path / "boxes.json")

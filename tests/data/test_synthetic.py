@@ -110,6 +110,7 @@ def test_pose_sampler_covers_every_mode_within_ranges():
     assert (angles["knee"][squat] >= 80).all()
 
 
+@pytest.mark.slow
 def test_people_never_intersect(body_model):
     from trspose.data.synthetic.collision import SelfIntersectionTest
 
@@ -155,6 +156,7 @@ def test_boxes_contain_visible_keypoints(tiny_dataset):
         assert 0 <= x and 0 <= y and x + w <= 384 and y + h <= 288
 
 
+@pytest.mark.slow
 def test_same_output_for_any_worker_count(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(generate, "CHUNK", 2)
     spec = generate.SizeSpec(train=6, val=0)

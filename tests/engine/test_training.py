@@ -1,4 +1,5 @@
-"""End-to-end training on a tiny stick-figure COCO dataset: run folder, exact resume, bad input, torchrun."""
+"""End-to-end training on a tiny stick-figure COCO dataset: run folder, exact resume (supervised and
+semi-supervised), bad input, torchrun."""
 
 from __future__ import annotations
 
@@ -14,19 +15,14 @@ import torch
 
 from tests.interrupt import interrupt_supervised_training
 from tests.stick_figures import write_stick_figure_dataset
+from tests.tiny_runs import TINY, tiny_semi_config
 from trspose.cli import main
 from trspose.config import load_config
-from trspose.engine import jobs
+from trspose.engine import build, jobs, trainer
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.errors import TrainingError
 
 REPO = Path(__file__).parents[2]
-TINY = REPO / "configs" / "tiny.yaml"
-
-
-@pytest.fixture(scope="module")
-def stick_root(tmp_path_factory) -> Path:
-    return write_stick_figure_dataset(tmp_path_factory.mktemp("sticks"))
 
 
 def tiny_config(root: Path, out: Path, *extra: str):
@@ -39,7 +35,7 @@ def student_weights(path: Path) -> dict:
 
 def test_training_writes_a_complete_run_folder(stick_root, tmp_path):
     cfg = tiny_config(stick_root, tmp_path)
-    metrics = jobs.train(cfg)
+    metrics = trainer.train(cfg)
     run = tmp_path / "tiny"
     for name in ("config.yaml", "environment.json", "metrics.jsonl", "final_metrics.json", "split.json",
                  "checkpoints/last.pt", "checkpoints/best.pt"):  # fmt: skip
@@ -61,13 +57,13 @@ def test_training_writes_a_complete_run_folder(stick_root, tmp_path):
 
 
 def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monkeypatch):
-    jobs.train(tiny_config(stick_root, tmp_path, "name=straight"))
+    trainer.train(tiny_config(stick_root, tmp_path, "name=straight"))
     interrupt_supervised_training(monkeypatch, at_step=3)
     with pytest.raises(KeyboardInterrupt):
-        jobs.train(tiny_config(stick_root, tmp_path, "name=crashed"))
+        trainer.train(tiny_config(stick_root, tmp_path, "name=crashed"))
     assert load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["step"] == 3
     monkeypatch.undo()
-    jobs.train(tiny_config(stick_root, tmp_path, "name=crashed"), resume=True)
+    trainer.train(tiny_config(stick_root, tmp_path, "name=crashed"), resume=True)
     straight = student_weights(tmp_path / "straight" / "checkpoints" / "last.pt")
     resumed = student_weights(tmp_path / "crashed" / "checkpoints" / "last.pt")
     assert straight.keys() == resumed.keys()
@@ -79,6 +75,57 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
     env = json.loads((tmp_path / "crashed" / "environment.json").read_text())
     assert [sitting["step"] for sitting in env["resumed"]] == [3]  # the start's environment stays on top
     assert env["resumed"][0]["git_revision"] and env["resumed"][0]["versions"] == env["versions"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["trs", "dual"])
+def test_resume_mid_semi_supervised_training_is_exact(stick_root, tmp_path, monkeypatch, method):
+    extra = ["method.reviewer.policy=best", "train.eval_every=2", "train.checkpoint_every=2", "train.steps=6"]
+    trainer.train(tiny_semi_config(stick_root, tmp_path, method, "name=straight", *extra))
+
+    def crash(self, step):
+        raise KeyboardInterrupt
+
+    cls = type(
+        build.build_method(
+            tiny_semi_config(stick_root, tmp_path, method), build.build_model(load_config(TINY))
+        )
+    )
+    original = cls.after_optimizer_step
+    monkeypatch.setattr(
+        cls,
+        "after_optimizer_step",
+        lambda self, step: crash(self, step) if step == 4 else original(self, step),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(tiny_semi_config(stick_root, tmp_path, method, "name=crashed", *extra))
+    monkeypatch.setattr(cls, "after_optimizer_step", original)
+    crashed = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")
+    assert crashed["step"] == 4  # the resume below starts mid-run, not from scratch
+    trainer.train(tiny_semi_config(stick_root, tmp_path, method, "name=crashed", *extra), resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")
+    assert_same_tree(a["method"], b["method"])
+    assert a["scheduler"] == b["scheduler"]
+    if method == "trs":
+        assert a["method"]["step"] == 6 and len(a["method"]["reviewer"]["networks"]) >= 1
+    lines = (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines if json.loads(x)["kind"] == "train"] == list(range(1, 7))
+
+
+def assert_same_tree(a, b, path="method"):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_tree(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tree(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
 
 
 def test_resume_refuses_a_changed_config_but_not_a_changed_worker_count(tmp_path):
@@ -119,7 +166,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 
     monkeypatch.setattr(Supervised, "training_step", nan_at_step_four)
     with pytest.raises(TrainingError, match="loss became nan at step 4"):
-        jobs.train(tiny_config(stick_root, tmp_path))
+        trainer.train(tiny_config(stick_root, tmp_path))
     assert load_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.pt")["step"] == 3
     assert not list((tmp_path / "tiny" / "checkpoints").glob("*.tmp"))
 
@@ -161,7 +208,7 @@ def test_a_corrupt_training_image_is_one_line_naming_the_file(tmp_path, capsys):
 
 
 def test_predict_writes_results_and_overlays(stick_root, tmp_path):
-    jobs.train(tiny_config(stick_root, tmp_path, "train.steps=2"))
+    trainer.train(tiny_config(stick_root, tmp_path, "train.steps=2"))
     out = jobs.predict_images(tmp_path / "tiny" / "checkpoints" / "last.pt", [str(stick_root / "images" / "val")],
                               boxes=None, out_dir=tmp_path / "pred")  # fmt: skip
     results = json.loads((out / "predictions.json").read_text())

@@ -25,7 +25,7 @@ from trspose.data.splits import check_unlabeled_pool, labeled_split
 from trspose.data.transforms import AugmentConfig, TopDownTransform
 from trspose.data.unlabeled import UnlabeledViewsDataset, unlabeled_pool
 from trspose.engine.distributed import DistributedContext, barrier
-from trspose.engine.inference import Evaluator
+from trspose.engine.inference import Evaluator, PseudoLabelProbe
 from trspose.errors import ConfigError, DataError
 from trspose.methods.base import Method
 from trspose.methods.dual import DualNetworks
@@ -66,9 +66,8 @@ class TrainingRun:
     labeled: TopDownDataset  # train transform
     unlabeled: UnlabeledViewsDataset | None  # weak/strong views; None for supervised training
     validation: Evaluator  # COCO AP on the validation set
-    holdout: (
-        Evaluator | None
-    )  # PCK on the labelled hold-out slice (checkpoint selection, reviewer); None: none
+    holdout: Evaluator | None  # PCK on the labelled hold-out slice (selection, reviewer)
+    pseudo_labels: PseudoLabelProbe | None  # unlabelled people with hidden ground truth; None: not measured
     seeds: Seeds
     workers: int  # loader processes per stream
     config: dict  # the resolved config, written to config.yaml and into every checkpoint
@@ -86,18 +85,20 @@ def build_training_run(
     files = resolve_data(cfg, ctx)
     train_people = load_instances(files, spec, "train")
     labeled, holdout = labeled_people(cfg, train_people, run_dir / "split.json" if run_dir else None)
-    unlabeled = None
+    unlabeled, probe = None, None
     if method.uses_unlabeled:
         pool = unlabeled_people(cfg, files, train_people)
         if run_dir is not None:
             check_unlabeled_pool(pool, run_dir / "unlabeled_pool.json")  # a resume must see the same pool
         unlabeled = build_unlabeled(cfg, pool)
+        probe = pseudo_label_probe(cfg, pool, labelled=[*labeled, *holdout])
     return TrainingRun(
         method=method,
         labeled=build_dataset(cfg, labeled, train=True),
         unlabeled=unlabeled,
         validation=validation_evaluator(cfg, files),
         holdout=build_evaluator(cfg, holdout) if holdout else None,
+        pseudo_labels=probe,
         seeds=seeds,
         workers=cfg.data.workers,
         config=config_to_dict(cfg),
@@ -257,6 +258,22 @@ def validation_evaluator(cfg: ExperimentConfig, files: DataFiles) -> Evaluator:
         oks_nms=files.val_boxes is not None,
         image_ids=image_ids,
     )
+
+
+def pseudo_label_probe(
+    cfg: ExperimentConfig, pool: list[PersonInstance], labelled: list[PersonInstance]
+) -> PseudoLabelProbe | None:
+    """``eval.pseudo_label_people`` people of the unlabelled pool that are not labelled and have ground truth,
+    spread evenly over it; None when off or when no such person exists (e.g. a folder of extra images)."""
+    wanted = cfg.eval.pseudo_label_people
+    labelled_ids = {inst.ann_id for inst in labelled}
+    candidates = [
+        inst for inst in pool if inst.ann_id not in labelled_ids and (inst.keypoints[:, 2] > 0).any()
+    ]
+    if not wanted or not candidates:
+        return None
+    chosen = candidates[:: max(1, len(candidates) // wanted)][:wanted]
+    return PseudoLabelProbe(build_dataset(cfg, chosen, train=False), batch_size=cfg.eval.batch_size)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -208,3 +208,71 @@ class Evaluator:
     def pck(self, model: nn.Module, ctx: DistributedContext) -> float:
         """PCK@0.1 (percent) of ``model`` on this set's labelled people."""
         return 100.0 * pck_metric(self.predict(model, ctx), self.dataset.instances)
+
+
+@dataclass
+class PseudoLabelProbe:
+    """Unlabelled people whose ground truth training never reads (a rendered dataset has it for everyone), kept to
+    measure the pseudo-labels a semi-supervised method makes of them: the PCK@0.1 of the teacher's, the reviewer's
+    and the learned target's keypoints, and the precision of the confidence mask (kept keypoints that are right).
+    The probe predicts on the plain eval crop: the weak view without its random affine."""
+
+    dataset: TopDownDataset  # eval transform
+    batch_size: int
+
+    @torch.no_grad()
+    def measure(self, method, device: torch.device) -> dict[str, float]:
+        """``pseudo_quality/...`` in percent of all labelled keypoints (PCK, kept fraction, reviewer right where
+        the teacher is wrong and the reverse) or of the kept ones (mask precision); empty for methods without
+        pseudo-labels."""
+        by_id = {inst.ann_id: inst for inst in self.dataset.instances}
+        hits: dict[str, list[np.ndarray]] = {}
+        kept, labelled = [], []
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_pose)
+        for batch in loader:
+            images = batch.images.to(device)
+            identity = torch.eye(2, 3, device=device).expand(len(images), 2, 3)  # no second view
+            targets = method.pseudo_targets(
+                images, identity, torch.zeros(len(images), dtype=torch.bool, device=device)
+            )
+            if not targets:
+                return {}
+            people = [by_id[int(a)] for a in batch.ann_id]
+            truth = np.stack([p.keypoints for p in people])  # (B, K, 3) image px
+            sizes = np.array(
+                [max(p.box[2], p.box[3]) for p in people]
+            )  # PCK's normaliser, as pck_of_instances
+            stride = images.shape[-1] / targets["target"].heatmaps.shape[-1]
+            for name, target in targets.items():
+                crop = target.peaks.cpu().numpy() * stride  # heatmap -> crop px, as TRS places Keypoint-Mix
+                points = np.stack([affine_points(c, m) for c, m in zip(crop, batch.crop_to_image.numpy())])
+                distance = np.linalg.norm(points - truth[..., :2], axis=-1)  # (B, K)
+                hits.setdefault(name, []).append(distance <= 0.1 * sizes[:, None])
+            kept.append(targets["target"].weight.cpu().numpy() > 0)
+            labelled.append(truth[..., 2] > 0)
+        hit = {name: np.concatenate(parts) for name, parts in hits.items()}
+        kept_all, seen = np.concatenate(kept), np.concatenate(labelled)
+        if not seen.any():
+            return {}
+        metrics = {f"pseudo_quality/pck_{name}": 100.0 * hit[name][seen].mean() for name in hit}
+        metrics["pseudo_quality/kept_fraction"] = 100.0 * kept_all[seen].mean()
+        if (kept_all & seen).any():
+            metrics["pseudo_quality/mask_precision"] = 100.0 * hit["target"][kept_all & seen].mean()
+        if "reviewer" in hit:
+            teacher, reviewer = hit["teacher"][seen], hit["reviewer"][seen]
+            metrics["pseudo_quality/reviewer_right_teacher_wrong"] = 100.0 * (reviewer & ~teacher).mean()
+            metrics["pseudo_quality/teacher_right_reviewer_wrong"] = 100.0 * (teacher & ~reviewer).mean()
+        return {name: float(value) for name, value in metrics.items()}
+
+
+METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+
+
+def print_metrics_table(metrics: dict, title: str) -> None:
+    """A small markdown table of the COCO keypoint metrics (keys with or without the 'val/' prefix)."""
+    values = {k.split("/")[-1]: v for k, v in metrics.items()}
+    names = [n for n in METRIC_ORDER if n in values]
+    print(f"\n{title}")
+    print("| " + " | ".join(names) + " |")
+    print("|" + "---|" * len(names))
+    print("| " + " | ".join(f"{values[n]:.1f}" for n in names) + " |")

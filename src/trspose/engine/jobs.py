@@ -1,12 +1,10 @@
-"""The jobs behind the CLI subcommands: train, eval, predict.
+"""The jobs behind the CLI subcommands eval and predict (train: ``engine/trainer.py::train``).
 
-Each job builds what it needs from a config (``train``) or from the config stored in a checkpoint
-(``eval`` / ``predict``: the checkpoint is all they need).
+Each builds what it needs from the config stored in a checkpoint: the checkpoint is all they need.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -17,40 +15,14 @@ from trspose.config import ExperimentConfig, config_from_dict
 from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
 from trspose.engine import build
 from trspose.engine.checkpoint import load_checkpoint
-from trspose.engine.distributed import DistributedContext, barrier, cleanup_distributed, setup_distributed
-from trspose.engine.run_folder import prepare_run_folder
-from trspose.engine.trainer import fit, seed_everything
-from trspose.errors import DataError, TrsposeError
+from trspose.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
+from trspose.engine.inference import print_metrics_table
+from trspose.errors import DataError
 from trspose.evaluation.coco_eval import write_results_json
-
-METRIC_ORDER = ("AP", "AP50", "AP75", "APm", "APl", "AR")
-
-
-def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train from a config; returns the final validation metrics (percent)."""
-    ctx = setup_distributed()
-    try:
-        if ctx.is_main:
-            prepare_run_folder(cfg, resume=resume, overwrite=overwrite)
-        barrier()
-        run_dir = Path(cfg.output_dir) / cfg.name
-        seed_everything(cfg.train.seed)  # the same initial weights on every rank and in every rerun
-        try:
-            run = build.build_training_run(cfg, run_dir, ctx, resume=resume)
-        except TrsposeError:
-            if ctx.is_main and not resume:  # a new run that never started: rerunning needs no --overwrite
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        metrics = fit(run, cfg.train, run_dir, ctx, resume=resume)
-        if ctx.is_main:
-            print_metrics_table(metrics, title=f"{cfg.name}: validation")
-        return metrics
-    finally:
-        cleanup_distributed()
 
 
 def model_from_checkpoint(
-    path: str | Path, which: str = "inference"
+    path: str | Path,
 ) -> tuple[ExperimentConfig, torch.nn.Module]:
     """The config and inference network stored in a checkpoint, or of an exported ``.onnx`` model (run by
     onnxruntime behind the same interface; its config comes from the sidecar ``.json`` beside it)."""
@@ -144,16 +116,6 @@ def draw_overlays(
     return save_grid(canvases[:16], out_dir / "grid.png")
 
 
-def print_metrics_table(metrics: dict, title: str) -> None:
-    """A small markdown table of the COCO keypoint metrics (keys with or without the 'val/' prefix)."""
-    values = {k.split("/")[-1]: v for k, v in metrics.items()}
-    names = [n for n in METRIC_ORDER if n in values]
-    print(f"\n{title}")
-    print("| " + " | ".join(names) + " |")
-    print("|" + "---|" * len(names))
-    print("| " + " | ".join(f"{values[n]:.1f}" for n in names) + " |")
-
-
 def predict_images(
     checkpoint: str | Path,
     inputs: list[str],
@@ -202,4 +164,4 @@ def _hint_if_nothing_drawn(results: list[dict], threshold: float, what: str, opt
         )
 
 
-__all__ = ["train", "evaluate_checkpoint", "predict_images", "print_metrics_table"]
+__all__ = ["evaluate_checkpoint", "model_from_checkpoint", "predict_images"]

@@ -17,4 +17,3 @@ def learning_rate_factor(
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     decays = sum(step >= int(m * total_steps) for m in milestones)
     return gamma**decays
-

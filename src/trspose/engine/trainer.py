@@ -1,4 +1,5 @@
-"""The training loop: one ``fit`` function that reads top to bottom.
+"""Training: ``train`` (run folder, seeds, then the builder and the loop) and ``fit``, the loop, which reads top to
+bottom.
 
 Each step: ``method.training_step(labeled, unlabeled)`` -> backward -> clip -> optimiser step ->
 ``method.after_optimizer_step()`` (EMA, reviewer) -> log -> periodic evaluation and checkpoint.
@@ -10,6 +11,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -17,16 +19,29 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trspose.config import TrainConfig
+from trspose.config import ExperimentConfig, TrainConfig
 from trspose.data.datasets import collate_pose
 from trspose.data.unlabeled import collate_unlabeled
-from trspose.engine.build import TrainingRun
+from trspose.engine.build import TrainingRun, build_training_run
 from trspose.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from trspose.engine.distributed import DistributedContext, all_gather_objects, reduce_mean
+from trspose.engine.distributed import (
+    DistributedContext,
+    all_gather_objects,
+    barrier,
+    cleanup_distributed,
+    reduce_mean,
+    setup_distributed,
+)
+from trspose.engine.inference import print_metrics_table
 from trspose.engine.loaders import PositionDataset, StreamSpec, stream
-from trspose.engine.run_folder import MetricsLogger, note_resumed_environment, write_run_metadata
+from trspose.engine.run_folder import (
+    MetricsLogger,
+    note_resumed_environment,
+    prepare_run_folder,
+    write_run_metadata,
+)
 from trspose.engine.schedules import learning_rate_factor
-from trspose.errors import TrainingError
+from trspose.errors import TrainingError, TrsposeError
 from trspose.io import write_json
 
 
@@ -58,6 +73,29 @@ def autocast(amp: bool, device: torch.device):
 def build_optimizer(t: TrainConfig, parameters) -> torch.optim.Optimizer:
     optimizer = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
     return optimizer(parameters, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train from a config; returns the final validation metrics (percent)."""
+    ctx = setup_distributed()
+    try:
+        if ctx.is_main:
+            prepare_run_folder(cfg, resume=resume, overwrite=overwrite)
+        barrier()
+        run_dir = Path(cfg.output_dir) / cfg.name
+        seed_everything(cfg.train.seed)  # the same initial weights on every rank and in every rerun
+        try:
+            run = build_training_run(cfg, run_dir, ctx, resume=resume)
+        except TrsposeError:
+            if ctx.is_main and not resume:  # a new run that never started: rerunning needs no --overwrite
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        metrics = fit(run, cfg.train, run_dir, ctx, resume=resume)
+        if ctx.is_main:
+            print_metrics_table(metrics, title=f"{cfg.name}: validation")
+        return metrics
+    finally:
+        cleanup_distributed()
 
 
 def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext, *, resume: bool) -> dict:
@@ -184,8 +222,9 @@ def _evaluate_and_select(
     best: dict,
     checkpoints: Path,
 ) -> dict:
-    """Hold-out PCK of each candidate network (for the reviewer and, with ``select_on=holdout``, 'best.pt') and,
-    before the final step (whose validation ``fit`` logs as 'final'), validation AP."""
+    """Hold-out PCK of each candidate network (for the reviewer and, with ``select_on=holdout``, 'best.pt'), the
+    quality of the pseudo-labels and, before the final step (whose validation ``fit`` logs as 'final'), validation
+    AP."""
     method = run.method
     holdout = {}
     if run.holdout is not None:
@@ -195,7 +234,8 @@ def _evaluate_and_select(
         }
         method.after_evaluation(step, holdout[f"holdout/pck_{method.selection_candidate}"])
     validation = run.validation.validation_metrics(method.inference_model(), ctx) if step != t.steps else {}
-    logger.log(step, {**holdout, **validation}, kind="eval")
+    pseudo = run.pseudo_labels.measure(method, ctx.device) if run.pseudo_labels and ctx.is_main else {}
+    logger.log(step, {**holdout, **validation, **pseudo}, kind="eval")
     if t.select_on == "holdout" and holdout:
         score = holdout[f"holdout/pck_{method.selection_candidate}"]
         if score > best["score"]:

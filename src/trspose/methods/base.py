@@ -59,6 +59,11 @@ class Method:
     def after_evaluation(self, step: int, score: float) -> None:
         """Called with the hold-out score whenever the trainer evaluates (reviewer policies use it)."""
 
+    def pseudo_targets(self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor) -> dict:
+        """The pseudo-labels (``PseudoTarget`` by source: 'teacher', 'reviewer', 'target' = what the student learns
+        from) this method makes of weak views, for measuring them against hidden ground truth; none here."""
+        return {}
+
     def inference_model(self) -> nn.Module:
         """The network that evaluation and prediction use."""
         raise NotImplementedError

@@ -12,7 +12,7 @@ from torch import nn
 
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.losses import multi_level_loss
-from trspose.methods.pseudo_labels import make_pseudo_target
+from trspose.methods.pseudo_labels import PseudoTarget, make_pseudo_target
 from trspose.methods.trs import TeacherStudentConfig, consistency_weight
 
 
@@ -34,27 +34,30 @@ class DualNetworks(Method):
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
 
     @torch.no_grad()
-    def _target(self, name: str, unlabeled):
+    def _target(self, name: str, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor):
+        """The pseudo-target network ``name`` makes for the other one."""
         network = self.trainable[name]
         was_training = network.training
         network.eval()
-        heatmaps = network(unlabeled.weak).heatmaps.float()
+        heatmaps = network(weak).heatmaps.float()
         network.train(was_training)
         flip_index = self.flip_index.to(heatmaps.device)
-        return make_pseudo_target(
-            heatmaps,
-            unlabeled.weak_to_strong,
-            unlabeled.flipped,
-            flip_index,
-            self.cfg.confidence_threshold,
-            self.cfg.confidence_keep_fraction,
-        )
+        masks = (self.cfg.confidence_threshold, self.cfg.confidence_keep_fraction)
+        return make_pseudo_target(heatmaps, weak_to_strong, flipped, flip_index, *masks)
+
+    def pseudo_targets(self, weak, weak_to_strong, flipped) -> dict[str, PseudoTarget]:
+        """The student's pseudo-labels (made by its partner, the teacher of this method) of weak views."""
+        target = self._target("partner", weak, weak_to_strong, flipped)
+        return {"teacher": target, "target": target}
 
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
         n = labeled.images.shape[0]
         use_unlabeled = unlabeled is not None and step >= self.cfg.burn_in_steps
         targets = (
-            {"student": self._target("partner", unlabeled), "partner": self._target("student", unlabeled)}
+            {
+                name: self._target(other, unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
+                for name, other in (("student", "partner"), ("partner", "student"))
+            }  # fmt: skip
             if use_unlabeled
             else {}
         )

@@ -54,6 +54,11 @@ def _permute(per_keypoint: torch.Tensor, flipped: torch.Tensor, flip_index) -> t
     return torch.where(flipped[:, None].bool(), per_keypoint[:, index], per_keypoint)
 
 
+def peaks_agree(a: PseudoTarget, b: PseudoTarget, agreement_px: float) -> torch.Tensor:
+    """(B, K) True where the two targets' peaks lie within ``agreement_px`` heatmap pixels of each other."""
+    return (a.peaks - b.peaks).norm(dim=-1) <= agreement_px
+
+
 def fuse_targets(
     teacher: PseudoTarget, reviewer: PseudoTarget, mode: str, agreement_px: float
 ) -> tuple[PseudoTarget, torch.Tensor]:
@@ -63,7 +68,7 @@ def fuse_targets(
     more confident one (and require it to pass its own threshold). 'confidence': always the more confident one.
     Returns the fused target and the (B, K) agreement mask (for logging).
     """
-    agree = (teacher.peaks - reviewer.peaks).norm(dim=-1) <= agreement_px  # (B, K)
+    agree = peaks_agree(teacher, reviewer, agreement_px)
     reviewer_wins = (reviewer.confidence > teacher.confidence)[..., None, None]
     chosen = torch.where(reviewer_wins, reviewer.heatmaps, teacher.heatmaps)
     chosen_weight = torch.where(reviewer_wins[..., 0, 0], reviewer.weight, teacher.weight)

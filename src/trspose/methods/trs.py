@@ -21,7 +21,7 @@ from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
 from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig, joint_cutout, keypoint_mix
 from trspose.methods.losses import multi_level_loss
-from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target
+from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target, peaks_agree
 from trspose.methods.reviewer import ReviewerConfig, ReviewerStore
 
 
@@ -160,27 +160,38 @@ class TeacherReviewerStudent(Method):
         return StepOutput(loss, metrics)
 
     @torch.no_grad()
-    def _pseudo_targets(self, unlabeled) -> tuple[PseudoTarget, PseudoTarget | None, dict]:
-        """Teacher (and reviewer) targets in the strong view, fused or separate, with statistics."""
-        flip_index = self.flip_index.to(unlabeled.weak.device)
-        views = (unlabeled.weak_to_strong, unlabeled.flipped, flip_index)
+    def pseudo_targets(
+        self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor
+    ) -> dict[str, PseudoTarget]:
+        """Pseudo-labels of weak views (B, 3, H, W), in the strong views' heatmap frame: 'teacher', 'reviewer'
+        (while the store holds a network) and 'target', what the teacher term learns from (with fusion 'agreement'
+        or 'confidence' the fused target, else the teacher's)."""
+        flip_index = self.flip_index.to(weak.device)
+        views = (weak_to_strong, flipped, flip_index)
         masks = (self.cfg.confidence_threshold, self.cfg.confidence_keep_fraction)
-        teacher = make_pseudo_target(self.teacher(unlabeled.weak).heatmaps.float(), *views, *masks)
+        teacher = make_pseudo_target(self.teacher(weak).heatmaps.float(), *views, *masks)
+        targets = {"teacher": teacher, "target": teacher}
+        if self.cfg.reviewer.policy != "none" and self.reviewer.active:
+            reviewer = make_pseudo_target(self.reviewer.predict(weak), *views, *masks)
+            targets["reviewer"] = reviewer
+            if self.cfg.reviewer.fusion != "separate":
+                fusion, agreement_px = self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
+                targets["target"], _ = fuse_targets(teacher, reviewer, fusion, agreement_px)
+        return targets
+
+    def _pseudo_targets(self, unlabeled) -> tuple[PseudoTarget, PseudoTarget | None, dict]:
+        """(the target the teacher term learns from, the reviewer's target when it is a term of its own, statistics)."""
+        targets = self.pseudo_targets(unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
+        teacher, target, reviewer = targets["teacher"], targets["target"], targets.get("reviewer")
         metrics = {
-            "pseudo/kept_fraction": teacher.weight.mean(),
+            "pseudo/kept_fraction": target.weight.mean(),
             "pseudo/mean_confidence": teacher.confidence.mean(),
         }
-        if self.cfg.reviewer.policy == "none" or not self.reviewer.active:
-            return teacher, None, metrics
-        reviewer = make_pseudo_target(self.reviewer.predict(unlabeled.weak), *views, *masks)
-        fused, agree = fuse_targets(
-            teacher, reviewer, self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
-        )
+        if reviewer is None:
+            return target, None, metrics
+        agree = peaks_agree(teacher, reviewer, self.cfg.reviewer.agreement_px)
         metrics["pseudo/teacher_reviewer_agreement"] = agree.float().mean()
-        if self.cfg.reviewer.fusion == "separate":
-            return teacher, reviewer, metrics
-        metrics["pseudo/kept_fraction"] = fused.weight.mean()
-        return fused, None, metrics
+        return target, reviewer if self.cfg.reviewer.fusion == "separate" else None, metrics
 
     def perturb_strong_view(
         self, strong: torch.Tensor, peaks: torch.Tensor, valid: torch.Tensor, generator: torch.Generator
