@@ -46,3 +46,37 @@ def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_pa
     assert all(p.grad is None for p in method.teacher.parameters())
     assert all(p.grad is None for net in method.reviewer.networks for p in net.parameters())
     assert set(method.trainable) == {"student"}  # only the student is optimised / DDP-wrapped
+
+
+@pytest.mark.parametrize("fusion", ["separate", "average", "confidence"])
+def test_pseudo_targets_by_fusion(stick_root, tmp_path, fusion):
+    """'separate': the target is the teacher's; 'average': the peaks of the mean of both networks' heatmaps;
+    'confidence': per keypoint the more confident network's peak."""
+    from trspose.methods.pseudo_labels import make_pseudo_target
+
+    cfg = tiny_semi_config(stick_root, tmp_path, "trs", "method.reviewer.policy=periodic",
+                           f"method.reviewer.fusion={fusion}")  # fmt: skip
+    method = build.build_method(cfg, build.build_model(cfg))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for p in method.teacher.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # a reviewer different from the teacher
+    method.reviewer.snapshot(method.trainable["student"], step=0, score=0.0)
+    weak = torch.randn(3, 3, *cfg.data.input_size)
+    identity, flipped = torch.eye(2, 3).expand(3, 2, 3), torch.zeros(3, dtype=torch.bool)
+    targets = method.pseudo_targets(weak, identity, flipped)
+    teacher, reviewer, target = targets["teacher"], targets["reviewer"], targets["target"]
+    assert not torch.equal(teacher.peaks, reviewer.peaks)
+    if fusion == "separate":
+        assert target is teacher
+    elif fusion == "average":
+        with torch.no_grad():
+            mean = 0.5 * (method.teacher(weak).heatmaps + method.reviewer.predict(weak))
+        expected = make_pseudo_target(
+            mean, identity, flipped, method.flip_index, cfg.method.confidence_threshold
+        )
+        torch.testing.assert_close(target.peaks, expected.peaks)
+        torch.testing.assert_close(target.heatmaps, expected.heatmaps)
+    else:
+        reviewer_wins = (reviewer.confidence > teacher.confidence)[..., None]
+        torch.testing.assert_close(target.peaks, torch.where(reviewer_wins, reviewer.peaks, teacher.peaks))

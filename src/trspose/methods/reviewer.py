@@ -31,8 +31,9 @@ class ReviewerConfig:
     """EMA momentum of the 'slow_ema' policy (the teacher uses method.ema_momentum)."""
     weight: float = 0.5
     """Weight of the reviewer consistency term relative to the teacher's (mode 'separate')."""
-    fusion: Literal["separate", "agreement", "confidence"] = "separate"
-    """'separate' (two weighted loss terms), 'agreement' or 'confidence' (one fused target per keypoint)."""
+    fusion: Literal["separate", "agreement", "confidence", "average"] = "separate"
+    """'separate' (two weighted loss terms), 'agreement' or 'confidence' (one fused target per keypoint), or
+    'average' (one target from the mean of the teacher's and the reviewer's heatmaps: an ensemble over time)."""
     agreement_px: float = 2.0
     """Teacher and reviewer peaks closer than this (heatmap pixels) agree."""
 

@@ -164,18 +164,23 @@ class TeacherReviewerStudent(Method):
         self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor
     ) -> dict[str, PseudoTarget]:
         """Pseudo-labels of weak views (B, 3, H, W), in the strong views' heatmap frame: 'teacher', 'reviewer'
-        (while the store holds a network) and 'target', what the teacher term learns from (with fusion 'agreement'
-        or 'confidence' the fused target, else the teacher's)."""
+        (while the store holds a network) and 'target', what the teacher term learns from (with a fusion other than
+        'separate' the fused target, else the teacher's)."""
         flip_index = self.flip_index.to(weak.device)
         views = (weak_to_strong, flipped, flip_index)
         masks = (self.cfg.confidence_threshold, self.cfg.confidence_keep_fraction)
-        teacher = make_pseudo_target(self.teacher(weak).heatmaps.float(), *views, *masks)
+        teacher_heatmaps = self.teacher(weak).heatmaps.float()  # (B, K, h, w) weak view
+        teacher = make_pseudo_target(teacher_heatmaps, *views, *masks)
         targets = {"teacher": teacher, "target": teacher}
         if self.cfg.reviewer.policy != "none" and self.reviewer.active:
-            reviewer = make_pseudo_target(self.reviewer.predict(weak), *views, *masks)
-            targets["reviewer"] = reviewer
-            if self.cfg.reviewer.fusion != "separate":
-                fusion, agreement_px = self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
+            reviewer_heatmaps = self.reviewer.predict(weak)
+            targets["reviewer"] = reviewer = make_pseudo_target(reviewer_heatmaps, *views, *masks)
+            fusion, agreement_px = self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
+            if fusion == "average":
+                targets["target"] = make_pseudo_target(
+                    0.5 * (teacher_heatmaps + reviewer_heatmaps), *views, *masks
+                )
+            elif fusion != "separate":
                 targets["target"], _ = fuse_targets(teacher, reviewer, fusion, agreement_px)
         return targets
 
