@@ -9,8 +9,12 @@ Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides b
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_<steps>_steps_curves.png.
-The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. A row
-whose run was interrupted resumes from its last checkpoint when the same command runs again.
+The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
+trains with --seeds (0 and 1); supervised, mean teacher, dual networks and TRS get a third seed at the lowest
+budget. A second table gives each row's network passes per step and its end-of-training pseudo-label quality
+(``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
+unlabelled people with hidden ground truth, kept share and precision of the confidence mask). A row whose run was
+interrupted resumes from its last checkpoint when the same command runs again.
 """
 
 from __future__ import annotations
