@@ -31,6 +31,8 @@ def mask_rows(hit: np.ndarray, confidence: np.ndarray) -> list[dict]:
     """For each threshold and keep fraction: kept share, precision of the kept, share of the wrong ones dropped
     (all in percent of labelled keypoints, which ``hit`` and ``confidence`` (M,) already are)."""
     rows = []
+    if not len(confidence):
+        return rows
     order = np.sort(confidence)[::-1]
     wrong = ~hit
     for kind, values in (("threshold", THRESHOLDS), ("keep_fraction", KEEP_FRACTIONS)):
@@ -51,7 +53,10 @@ def main() -> None:
     )
     parser.add_argument("checkpoint")
     parser.add_argument("--people", type=int, default=1024)
-    parser.add_argument("--fusion", default="", help="measure the target of this reviewer fusion instead")
+    parser.add_argument(
+        "--fusion", choices=("separate", "agreement", "confidence", "average"),
+        help="measure the target of this reviewer fusion instead of the checkpoint's",
+    )  # fmt: skip
     args = parser.parse_args()
     from trspose.config import config_from_dict
     from trspose.data.sources import load_instances
@@ -77,7 +82,10 @@ def main() -> None:
     labelled = set(split["labeled_ann_ids"])
     probe = build.pseudo_label_probe(cfg, build.unlabeled_people(cfg, files, train),
                                      [inst for inst in train if inst.ann_id in labelled])  # fmt: skip
-    found = probe.collect(method, torch.device("cpu"))
+    found = probe.collect(method, torch.device("cpu")) if probe is not None else None
+    if found is None or not found.labelled.any():
+        sys.exit(f"error: {checkpoint} has no pseudo-labels to measure on people with ground truth (a supervised "
+                 "checkpoint, before the burn-in, or no unlabelled person outside the labelled subset); pass another")  # fmt: skip
     seen = found.labelled
     record = {
         "checkpoint": str(checkpoint), "step": state["step"], "fusion": method.cfg.reviewer.fusion, "people": len(probe.dataset.instances),
@@ -93,11 +101,13 @@ def main() -> None:
         confidence = found.confidence["teacher"][seen]
         for px in (1.0, 2.0, 3.0):
             agree = gap <= px  # the teacher's keypoints where the reviewer's peak lies within px: a mask too
+            if not agree.any():
+                continue
             record["masks"]["teacher"].append(
                 {"mask": f"agree {px:g}px", "kept": 100.0 * agree.mean(), "precision": 100.0 * teacher[agree].mean(),
                  "wrong_dropped": 100.0 * (~teacher & ~agree).sum() / max(1, (~teacher).sum())}
             )  # fmt: skip
-            for fraction in (0.8, 0.7):
+            for fraction in (0.8, 0.7):  # then the most confident share of the agreeing ones
                 cut = np.sort(confidence[agree])[::-1][max(0, int(round(fraction * agree.sum())) - 1)]
                 both = agree & (confidence >= cut)
                 record["masks"]["teacher"].append(

@@ -370,6 +370,7 @@ class Bench:
         try:
             from trspose.config import load_config
             from trspose.data.datasets import collate_pose
+            from trspose.data.sources import load_instances
             from trspose.engine import build
 
             overrides = {"data": {"root": self.args.data_root}} if self.args.data_root else None
@@ -381,7 +382,7 @@ class Bench:
             )
             start = time.perf_counter()
             files = build.resolve_data(cfg)
-            instances = build.load_instances(files, build.keypoint_spec(cfg), "train")
+            instances = load_instances(files, build.keypoint_spec(cfg), "train")
             print(
                 f"data: {len(instances)} training instances from {files.root} "
                 f"({time.perf_counter() - start:.1f} s)",

@@ -81,6 +81,11 @@ def test_moved_keys_load_from_their_old_place_with_a_note(tmp_path, capsys):
     old["method"]["strong_view"] = old["data"].pop("strong_view")
     assert config_from_dict(old).train.unlabeled_batch_size == 5
     assert capsys.readouterr().err == ""
+    # both spellings in one place: which one was meant is unknown
+    with pytest.raises(
+        ConfigError, match="'method.weak_view' is the old spelling of 'data.weak_view', and both"
+    ):
+        load_config(overrides=["method.weak_view.flip_prob=0.0", "data.weak_view.flip_prob=0.5"])
 
 
 def test_choices_are_checked_by_their_type():

@@ -236,7 +236,8 @@ def validate(cfg: ExperimentConfig) -> None:
         (not (cfg.data.num_labeled and cfg.data.labeled_fraction), "set data.num_labeled or data.labeled_fraction, not both"),
         (cfg.train.steps > 0, "train.steps must be > 0"),
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
-        (cfg.train.unlabeled_batch_size > 0, "train.unlabeled_batch_size must be > 0"),
+        (cfg.train.unlabeled_batch_size > 0 or cfg.method.name == "supervised",
+         "train.unlabeled_batch_size must be > 0 for semi-supervised methods"),
         (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
         (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
         (0.0 < cfg.method.confidence_keep_fraction <= 1.0, "method.confidence_keep_fraction must be in (0, 1]"),
@@ -345,7 +346,7 @@ MOVED_KEYS = {
 
 def move_renamed_keys(tree: dict, *, where: str | None) -> dict:
     """``tree`` (a nested config dict) with old spellings of MOVED_KEYS moved to their new place; when ``where``
-    names the source (a file, 'the command line'), each move is noted on stderr (checkpoints move silently)."""
+    names the source (a file, 'override'), each move is noted on stderr (checkpoints move silently)."""
     tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
     for (old_section, key), (new_section, new_key) in MOVED_KEYS.items():
         section = tree.get(old_section)
@@ -355,11 +356,12 @@ def move_renamed_keys(tree: dict, *, where: str | None) -> dict:
         new = tree.setdefault(new_section, {})
         if not isinstance(new, dict):
             continue  # a malformed section: _merge names it
-        new[new_key] = (
-            _deep_update(new[new_key], value)
-            if isinstance(new.get(new_key), dict) and isinstance(value, dict)
-            else value
-        )
+        if new_key in new:
+            raise ConfigError(
+                f"config key '{old_section}.{key}' is the old spelling of '{new_section}.{new_key}', and both are "
+                f"given{f' ({where})' if where else ''}; keep only '{new_section}.{new_key}'"
+            )
+        new[new_key] = value
         if where:
             print(f"note: config key '{old_section}.{key}' ({where}) is now '{new_section}.{new_key}'; "
                   "the old spelling still works", file=sys.stderr)  # fmt: skip
@@ -477,5 +479,6 @@ def config_from_dict(data: dict) -> ExperimentConfig:
     return _build(move_renamed_keys(data, where=None))
 
 
-def dump_yaml(cfg: ExperimentConfig) -> str:
-    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+def dump_yaml(config: ExperimentConfig | dict) -> str:
+    """A config (or its ``config_to_dict``) as the YAML of run folders and records."""
+    return yaml.safe_dump(config if isinstance(config, dict) else config_to_dict(config), sort_keys=False)

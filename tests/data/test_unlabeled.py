@@ -1,5 +1,7 @@
 """Weak/strong unlabelled views and the matrix between them (data/unlabeled.py)."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -87,3 +89,23 @@ def test_unlabeled_views_are_deterministic_per_draw(dot_image):
     )  # another draw of the same person
     batch = collate_unlabeled([a, b]).to("cpu")
     assert batch.weak_to_strong.shape == (2, 2, 3) and batch.ann_id.tolist() == [9, 9]
+
+
+def test_unlabeled_pool_includes_train_people_only_when_asked_and_jitters_boxes_by_seed():
+    from trspose.data.unlabeled import unlabeled_pool
+
+    box = np.array([10, 20, 40, 80], dtype=np.float32)
+    train = [PersonInstance(1, i, Path(f"{i}.jpg"), box, np.zeros((17, 3), np.float32)) for i in range(1, 4)]
+    extra = [PersonInstance(1, 1, Path("x.jpg"), box, np.zeros((17, 3), np.float32))]
+    assert unlabeled_pool(train) == train and unlabeled_pool(train, include_train=False) == []
+    both = unlabeled_pool(train, extra)
+    assert [p.ann_id for p in both] == [1, 2, 3, 4]  # the extra person's ids move past the training split's
+    assert [p.ann_id for p in unlabeled_pool(train, extra, include_train=False)] == [4]
+    jittered = unlabeled_pool(train, box_jitter=0.1, seed=5)
+    assert (
+        all(np.abs(p.box - box).max() <= 0.1 * 80 + 1e-4 for p in jittered)
+        and jittered[0].box.tolist() != box.tolist()
+    )
+    assert [p.box.tolist() for p in unlabeled_pool(train, box_jitter=0.1, seed=5)] == [
+        p.box.tolist() for p in jittered
+    ]

@@ -82,7 +82,9 @@ class StandIn:
 
 
 def test_pseudo_label_quality_counts_what_is_right_and_what_the_mask_keeps(stick_root):
-    cfg = load_config(TINY, [f"data.root={stick_root}", "eval.pseudo_label_people=5", "eval.batch_size=2"])
+    cfg = load_config(
+        TINY, [f"data.root={stick_root}", "eval.pseudo_label_people=5", "train.unlabeled_batch_size=2"]
+    )
     files = build.resolve_data(cfg)
     pool = build.unlabeled_people(cfg, files, load_instances(files, build.keypoint_spec(cfg), "train"))
     labelled = pool[:3]

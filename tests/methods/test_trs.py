@@ -62,6 +62,10 @@ def test_pseudo_targets_by_fusion(stick_root, tmp_path, fusion):
         for p in method.teacher.parameters():
             p.add_(0.05 * torch.randn_like(p))  # a reviewer different from the teacher
     method.reviewer.snapshot(method.trainable["student"], step=0, score=0.0)
+    no_teacher_yet = method.pseudo_targets(torch.zeros(1, 3, *cfg.data.input_size), torch.eye(2, 3)[None],
+                                           torch.zeros(1, dtype=torch.bool))  # fmt: skip
+    assert no_teacher_yet == {}
+    method.step = cfg.method.burn_in_steps  # the teacher exists from the end of the burn-in
     weak = torch.randn(3, 3, *cfg.data.input_size)
     identity, flipped = torch.eye(2, 3).expand(3, 2, 3), torch.zeros(3, dtype=torch.bool)
     targets = method.pseudo_targets(weak, identity, flipped)

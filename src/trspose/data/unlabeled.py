@@ -43,8 +43,6 @@ def unlabeled_pool(
     if box_jitter > 0:
         rng = np.random.default_rng(seed)
         train = [_jitter_box(inst, box_jitter, rng) for inst in train]
-    if not extra:
-        return list(train)
     # ids must not collide with the training split's (pseudo-label bookkeeping and logs use them)
     image_offset = max((inst.image_id for inst in train), default=0)
     ann_offset = max((inst.ann_id for inst in train), default=0)

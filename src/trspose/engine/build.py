@@ -37,9 +37,16 @@ from trspose.models import build_pose_model
 @dataclass(frozen=True)
 class Seeds:
     """Every random stream of a run, derived from ``train.seed`` in one place (the offsets are those runs have
-    always used, so recorded runs reproduce). The loop itself seeds ``base + rank`` on each rank."""
+    always used, so recorded runs reproduce)."""
 
     base: int
+
+    def loop(self, rank: int) -> int:  # each rank's global RNG during training
+        return self.base + rank
+
+    @property
+    def keypoint_mix(self) -> int:  # TRS's Keypoint-Mix and joint-cutout draws (with rank and step)
+        return self.base
 
     @property
     def labeled(self) -> int:  # labelled stream: order and augmentation
@@ -266,14 +273,19 @@ def pseudo_label_probe(
     """``eval.pseudo_label_people`` people of the unlabelled pool that are not labelled and have ground truth,
     spread evenly over it; None when off or when no such person exists (e.g. a folder of extra images)."""
     wanted = cfg.eval.pseudo_label_people
-    labelled_ids = {inst.ann_id for inst in labelled}
-    candidates = [
-        inst for inst in pool if inst.ann_id not in labelled_ids and (inst.keypoints[:, 2] > 0).any()
-    ]
+    candidates = unlabeled_with_truth(pool, {inst.ann_id for inst in labelled})
     if not wanted or not candidates:
         return None
     chosen = candidates[:: max(1, len(candidates) // wanted)][:wanted]
-    return PseudoLabelProbe(build_dataset(cfg, chosen, train=False), batch_size=cfg.eval.batch_size)
+    return PseudoLabelProbe(
+        build_dataset(cfg, chosen, train=False), batch_size=cfg.train.unlabeled_batch_size
+    )
+
+
+def unlabeled_with_truth(pool: list[PersonInstance], labelled_ids: set[int]) -> list[PersonInstance]:
+    """The people of the unlabelled pool that are not labelled (training split or hold-out) and have ground truth
+    that training never reads: what pseudo-labels can be checked against."""
+    return [inst for inst in pool if inst.ann_id not in labelled_ids and (inst.keypoints[:, 2] > 0).any()]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -313,7 +325,7 @@ def _supervised(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Met
 def _mean_teacher(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
     flip_index = keypoint_spec(cfg).flip_index()
     return TeacherReviewerStudent.mean_teacher(
-        model, level_weights(cfg), cfg.method, flip_index, seed=cfg.train.seed, rank=rank
+        model, level_weights(cfg), cfg.method, flip_index, seed=Seeds(cfg.train.seed).keypoint_mix, rank=rank
     )
 
 
@@ -326,7 +338,7 @@ def _dual(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
 def _trs(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
     flip_index = keypoint_spec(cfg).flip_index()
     return TeacherReviewerStudent(
-        model, level_weights(cfg), cfg.method, flip_index, seed=cfg.train.seed, rank=rank
+        model, level_weights(cfg), cfg.method, flip_index, seed=Seeds(cfg.train.seed).keypoint_mix, rank=rank
     )
 
 

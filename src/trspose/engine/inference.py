@@ -21,7 +21,7 @@ from trspose.data.datasets import TopDownDataset, collate_pose
 from trspose.data.geometry import affine_points
 from trspose.engine.distributed import DistributedContext, all_gather_objects
 from trspose.evaluation.coco_eval import evaluate_coco_keypoints, make_results
-from trspose.evaluation.pck import pck
+from trspose.evaluation.pck import pck, pck_hits
 
 
 @dataclass
@@ -187,8 +187,13 @@ class Evaluator:
 
     def score(self, predictions: Predictions) -> dict[str, float]:
         """COCO keypoint AP/AR in percent against ``annotations`` (every image of it, or ``image_ids``)."""
-        coco = coco_metrics(predictions, self.annotations, self.sigmas, oks_nms=self.oks_nms,
-                            image_ids=self.image_ids)  # fmt: skip
+        return self.score_results(self.results(predictions))
+
+    def score_results(self, results: list[dict]) -> dict[str, float]:
+        """``score`` of results already made by ``results``."""
+        coco = evaluate_coco_keypoints(
+            self.annotations, results, sigmas=self.sigmas, image_ids=self.image_ids
+        )
         return {name: 100.0 * value for name, value in coco.items()}
 
     def validation_metrics(self, model: nn.Module, ctx: DistributedContext, progress: bool = False) -> dict:
@@ -218,7 +223,7 @@ class PseudoLabelProbe:
     The probe predicts on the plain eval crop: the weak view without its random affine."""
 
     dataset: TopDownDataset  # eval transform
-    batch_size: int
+    batch_size: int  # the unlabelled batch size of training, so a per-batch keep-fraction cut is the same
 
     @torch.no_grad()
     def collect(self, method, device: torch.device) -> PseudoLabelHits | None:
@@ -226,7 +231,9 @@ class PseudoLabelProbe:
         its confidence, and whether the target's mask keeps it; None for methods without pseudo-labels."""
         by_id = {inst.ann_id: inst for inst in self.dataset.instances}
         parts: dict[str, list[np.ndarray]] = {}
-        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_pose)
+        # its own generator: the loader's base seed would otherwise be drawn from rank 0's global RNG mid-training
+        loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, collate_fn=collate_pose,
+                            generator=torch.Generator())  # fmt: skip
         for batch in loader:
             images = batch.images.to(device)
             identity = torch.eye(2, 3, device=device).expand(len(images), 2, 3)  # no second view
@@ -243,8 +250,9 @@ class PseudoLabelProbe:
             for name, target in targets.items():
                 crop = target.peaks.cpu().numpy() * stride  # heatmap -> crop px, as TRS places Keypoint-Mix
                 points = np.stack([affine_points(c, m) for c, m in zip(crop, batch.crop_to_image.numpy())])
-                distance = np.linalg.norm(points - truth[..., :2], axis=-1)  # (B, K)
-                parts.setdefault(f"hit/{name}", []).append(distance <= 0.1 * sizes[:, None])
+                parts.setdefault(f"hit/{name}", []).append(
+                    pck_hits(points, truth[..., :2], sizes, threshold=0.1)
+                )
                 parts.setdefault(f"confidence/{name}", []).append(target.confidence.cpu().numpy())
                 parts.setdefault(f"peaks/{name}", []).append(target.peaks.cpu().numpy())
             parts.setdefault("kept", []).append(targets["target"].weight.cpu().numpy() > 0)

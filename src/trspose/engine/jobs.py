@@ -64,7 +64,7 @@ def evaluate_checkpoint(
             return {}
         # what is scored (after OKS-NMS with detector boxes), written and drawn: one list; every image counts
         results = evaluator.results(predictions)
-        metrics = evaluator.score(predictions)
+        metrics = evaluator.score_results(results)
         if results_out:
             write_results_json(results, results_out)
         if overlays:

@@ -22,13 +22,13 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-import yaml
 
 from trspose.config import (
     ExperimentConfig,
     changed_keys,
     config_to_dict,
     dotted_items,
+    dump_yaml,
     load_config,
 )
 from trspose.errors import TrainingError, TrsposeError
@@ -58,7 +58,7 @@ def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) 
 
 
 # Keys a resumed run may change: where the run lives and how fast, not what it computes.
-RESUME_MAY_CHANGE = ("name", "output_dir", "data.workers", "eval.batch_size")
+RESUME_MAY_CHANGE = ("name", "output_dir", "data.workers", "eval.batch_size", "eval.pseudo_label_people")
 
 
 def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
@@ -156,7 +156,7 @@ def write_run_metadata(
     run_dir: Path, config: dict, device: torch.device, world_size: int, precision: str = "float32"
 ) -> None:
     """``config.yaml`` (the resolved config, as ``config_to_dict`` gives it) and ``environment.json``."""
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (run_dir / "config.yaml").write_text(dump_yaml(config))
     record = {**environment_record(device, world_size), "precision": precision}
     (run_dir / "environment.json").write_text(json.dumps(record, indent=2))
 

@@ -101,7 +101,7 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
 def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext, *, resume: bool) -> dict:
     """Train ``run.method`` for ``t.steps`` optimiser steps; returns the final validation metrics."""
     method = run.method
-    seed_everything(t.seed + ctx.rank)
+    seed_everything(run.seeds.loop(ctx.rank))
     method.to(ctx.device)
     optimizer = build_optimizer(t, method.parameters())
     lr_factor = lambda s: learning_rate_factor(  # noqa: E731

@@ -21,10 +21,15 @@ def pck(
             f"pck needs pred, gt (N, K, 2), visible (N, K), normaliser (N,); got {pred.shape}, "
             f"{gt.shape}, {visible.shape}, {normaliser.shape}"
         )
-    distance = np.linalg.norm(pred - gt, axis=-1)  # (N, K)
-    correct = (distance <= threshold * normaliser[:, None]) & visible  # (N, K)
+    correct = pck_hits(pred, gt, normaliser, threshold) & visible  # (N, K)
     visible_count = visible.sum(axis=0)  # (K,)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_keypoint = correct.sum(axis=0) / visible_count  # (K,), nan where never visible
     overall = float(correct.sum() / visible.sum()) if visible.any() else 0.0
     return overall, per_keypoint
+
+
+def pck_hits(pred: np.ndarray, gt: np.ndarray, normaliser: np.ndarray, threshold: float) -> np.ndarray:
+    """(N, K) bool: each keypoint of pred, gt (N, K, 2) within ``threshold x normaliser`` (N,) pixels."""
+    distance = np.linalg.norm(np.asarray(pred, dtype=float) - np.asarray(gt, dtype=float), axis=-1)
+    return distance <= threshold * np.asarray(normaliser, dtype=float)[:, None]

@@ -76,8 +76,10 @@ def fuse_targets(
         averaged = 0.5 * (teacher.heatmaps + reviewer.heatmaps)
         heatmaps = torch.where(agree[..., None, None], averaged, chosen)
         weight = torch.where(agree, torch.maximum(teacher.weight, reviewer.weight), chosen_weight)
-    else:
+    elif mode == "confidence":
         heatmaps, weight = chosen, chosen_weight
+    else:
+        raise ValueError(f"fusion mode must be 'agreement' or 'confidence', got {mode!r}")
     confidence = torch.maximum(teacher.confidence, reviewer.confidence)
     peaks = torch.where(reviewer_wins[..., 0], reviewer.peaks, teacher.peaks)
     return PseudoTarget(heatmaps=heatmaps, weight=weight, confidence=confidence, peaks=peaks), agree

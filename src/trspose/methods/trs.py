@@ -165,7 +165,9 @@ class TeacherReviewerStudent(Method):
     ) -> dict[str, PseudoTarget]:
         """Pseudo-labels of weak views (B, 3, H, W), in the strong views' heatmap frame: 'teacher', 'reviewer'
         (while the store holds a network) and 'target', what the teacher term learns from (with a fusion other than
-        'separate' the fused target, else the teacher's)."""
+        'separate' the fused target, else the teacher's). None before the burn-in ends: no teacher yet."""
+        if not self.teacher_ready:
+            return {}
         flip_index = self.flip_index.to(weak.device)
         views = (weak_to_strong, flipped, flip_index)
         masks = (self.cfg.confidence_threshold, self.cfg.confidence_keep_fraction)
