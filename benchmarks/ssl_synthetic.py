@@ -98,7 +98,7 @@ def main() -> None:
                 # Only the validation cadence and method keys that supervised training never reads differ
                 # (SUPERVISED_ROW_DIFFERS); reuse them rather than train the same recipe again.
                 if (record := gap_table_record(gap_table, fraction, seed, args.extra)) is not None:
-                    current.append({**record, "ablation": f"{ablation} (gap table)"})
+                    current.append({**record, "ablation": ablation})  # the same row: seeds group together
                     continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
