@@ -10,8 +10,8 @@ data, model, input size, augmentation, schedule and the number of optimiser step
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_<steps>_steps_curves.png.
 The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
-trains with --seeds (0 and 1); supervised, mean teacher, dual networks and TRS get a third seed at the lowest
-budget. A second table gives each row's network passes per step and its end-of-training pseudo-label quality
+trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
+and get a third seed at the lowest; the ablations run at the lowest budget only. A second table gives each row's network passes per step and its end-of-training pseudo-label quality
 (``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
 unlabelled people with hidden ground truth, kept share and precision of the confidence mask). A row whose run was
 interrupted resumes from its last checkpoint when the same command runs again.
@@ -46,8 +46,9 @@ SUPERVISED_ROW_DIFFERS = {
     "method.rampup_steps", "data.strong_view.blur_sigma",
 }  # fmt: skip
 UPPER_BOUND = ("supervised", "all labels", ["method.name=supervised", NO_MFL])
-# the rows whose comparison is the table's point get a third seed at the lowest budget
-THREE_SEEDS = {("supervised", "-"), ("mean_teacher", "-"), ("dual", "-"), ("trs", "full")}
+# The rows whose comparison is the table's point: the only ones at the higher budgets, and with a third seed at
+# the lowest. The ablations run at the lowest budget, where the semi-supervised gain is largest.
+MAIN_ROWS = {("supervised", "-"), ("mean_teacher", "-"), ("dual", "-"), ("trs", "full")}
 
 
 def main() -> None:
@@ -85,14 +86,13 @@ def main() -> None:
     ] if args.quick else []  # fmt: skip
     fractions = [0.3] if args.quick else args.fractions
     results = ResultsFile(out)
-    jobs = [(f, *row) for f in fractions for row in ROWS] + [(1.0, *UPPER_BOUND)]
     gap_table = ResultsFile(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
     # the table's rows recorded with exactly the row's config; --only limits what is trained, not what is shown
     current = []
-    for fraction, method, ablation, row_overrides in jobs:
+    third_seed = -1 if args.quick else args.third_seed
+    for fraction, method, ablation, row_overrides, row_seeds in table_jobs(fractions, args.seeds, third_seed):
         selected = not args.only or any(o in f"{method}/{ablation}" for o in args.only)
-        third = fraction == min(fractions) and (method, ablation) in THREE_SEEDS and args.third_seed >= 0
-        for seed in [*args.seeds, *([args.third_seed] if third and not args.quick else [])]:
+        for seed in row_seeds:
             if method == "supervised" and not args.quick:
                 # The gap table's runs are these rows: the same base config, budget, seeds and labelled subsets.
                 # Only the validation cadence and method keys that supervised training never reads differ
@@ -122,6 +122,23 @@ def main() -> None:
     plot_curves(
         curve_panels(current), out.with_name(f"{name}_{steps}_steps{name_part(args.extra)}_curves.png")
     )
+
+
+def table_jobs(
+    fractions: list[float], seeds: list[int], third_seed: int
+) -> list[tuple[float, str, str, list[str], list[int]]]:
+    """The table's rows, (labelled fraction, method, ablation, overrides, seeds): every row at the lowest budget,
+    the main rows at the others, the upper bound once; the main rows at the lowest budget add ``third_seed``
+    (-1: none)."""
+    lowest = min(fractions)
+    jobs = []
+    for fraction in fractions:
+        for method, ablation, overrides in ROWS:
+            main_row = (method, ablation) in MAIN_ROWS
+            if fraction == lowest or main_row:
+                extra = [third_seed] if fraction == lowest and main_row and third_seed >= 0 else []
+                jobs.append((fraction, method, ablation, overrides, [*seeds, *extra]))
+    return [*jobs, (1.0, *UPPER_BOUND, list(seeds))]
 
 
 def gap_table_record(gap_table: ResultsFile, fraction: float, seed: int, extra: list[str]) -> dict | None:

@@ -4,6 +4,7 @@ import json
 import time
 
 import pytest
+import torch
 import yaml
 
 import runs  # benchmarks/runs.py: benchmarks/ is on pytest's pythonpath (pyproject.toml)
@@ -167,6 +168,20 @@ def test_the_ssl_tables_supervised_rows_are_the_gap_tables_runs(fraction):
     assert ssl_row["method"]["name"] == gap_run["method"]["name"] == "supervised"
 
 
+def test_the_ssl_table_runs_the_ablations_at_the_lowest_budget_and_seeds_the_main_rows_three_times():
+    import ssl_synthetic
+
+    jobs = ssl_synthetic.table_jobs([0.01, 0.05], [0, 1], 2)
+    rows = {(fraction, method, ablation): seeds for fraction, method, ablation, _, seeds in jobs}
+    assert {(m, a) for f, m, a in rows if f == 0.01} == {(m, a) for m, a, _ in ssl_synthetic.ROWS}
+    assert {(m, a) for f, m, a in rows if f == 0.05} == ssl_synthetic.MAIN_ROWS
+    assert rows[(0.01, "trs", "full")] == rows[(0.01, "dual", "-")] == [0, 1, 2]
+    assert rows[(0.01, "trs", "no MFL")] == rows[(0.05, "trs", "full")] == [0, 1]
+    assert rows[(1.0, "supervised", "all labels")] == [0, 1]
+    assert len(jobs) == len(ssl_synthetic.ROWS) + len(ssl_synthetic.MAIN_ROWS) + 1
+    assert all(seeds == [0, 1] for *_, seeds in ssl_synthetic.table_jobs([0.01], [0, 1], -1))
+
+
 def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     import ssl_synthetic
 
@@ -223,3 +238,23 @@ def test_ssl_curve_panels_put_each_budget_beside_the_all_labels_runs():
         ],
         "5% labelled": ["trs no MFL s1", "supervised all labels (gap table) s0"],
     }
+
+
+def test_reviewer_candidates_average_float_weights_and_buffers_of_the_snapshots():
+    import reviewer_candidates
+
+    def net(value: float) -> torch.nn.Module:
+        module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+        with torch.no_grad():
+            for tensor in module.state_dict().values():
+                tensor.fill_(value if tensor.dtype.is_floating_point else int(value))
+        return module
+
+    snapshots = [net(1.0), net(2.0), net(6.0)]
+    average = reviewer_candidates.averaged_weights(snapshots)
+    state = average.state_dict()
+    assert torch.equal(state["0.weight"], torch.full((2, 1, 1, 1), 3.0))
+    assert torch.equal(state["1.running_var"], torch.full((2,), 3.0))
+    assert int(state["1.num_batches_tracked"]) == 1  # integer buffers: the first snapshot's
+    assert not average.training
+    assert torch.equal(snapshots[0].state_dict()["0.weight"], torch.ones(2, 1, 1, 1))  # inputs untouched
