@@ -1,13 +1,16 @@
 """Which pseudo-label source would a reviewer need to add what the teacher lacks? Measured offline on one run.
 
-    python benchmarks/reviewer_candidates.py SNAPSHOT.pt [SNAPSHOT.pt ...] [--people 1024]
+    python benchmarks/reviewer_candidates.py runs/<run>/checkpoints/step_*.pt [--people 1024]
 
-The arguments are checkpoints of ONE semi-supervised run, in training order (copies of its ``last.pt`` taken as
-it trains: ``checkpoint_every`` apart). On unlabelled people whose ground truth training never reads, it measures
-the PCK@0.1 of the pseudo-keypoints of candidate sources at the last checkpoint:
+The arguments are checkpoints of ONE semi-supervised run in training order: the ``checkpoints/step_*.pt`` that a
+run trained with ``train.keep_checkpoints=true`` keeps every ``checkpoint_every`` steps. On unlabelled people whose
+ground truth training never reads, it measures the PCK@0.1 of the pseudo-keypoints of candidate sources at the
+last checkpoint:
 - ``teacher``: the teacher at the last step (what TRS learns from);
 - ``teacher_flip``: its heatmaps averaged with those of the mirrored crop (flip ensemble, one more forward);
 - ``student``: the student at the last step;
+- ``teacher_step_N``: each earlier teacher alone (keypoints it gets right that the last teacher gets wrong were
+  learnt and then forgotten: what the method's motivation says a reviewer recovers);
 - ``ensemble_k``: the mean heatmaps of the last k teachers (the reviewer store's 'periodic' prediction with
   the teacher itself in the store);
 - ``weight_average_k``: one network whose weights are the mean of the last k teachers' (a slow average over
@@ -102,6 +105,10 @@ def main() -> None:
     teachers = [network(s["method"]["teacher"]) for s in states]
     student = network({k.removeprefix("student."): v for k, v in last["method"]["trainable"].items()})
     candidates: dict = {"teacher": teachers[-1], "teacher_flip": teachers[-1], "student": student}
+    for step, older in zip(steps[:-1], teachers[:-1]):
+        candidates[f"teacher_step_{step}"] = (
+            older  # what it got right that the last teacher gets wrong: forgetting
+        )
     for k in range(2, len(teachers) + 1):
         candidates[f"ensemble_{k}"] = teachers[-k:]
         candidates[f"weight_average_{k}"] = averaged_weights(teachers[-k:])

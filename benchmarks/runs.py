@@ -62,7 +62,11 @@ def config_of_yaml(text: str | None) -> dict | None:
 
 
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in ("name", "output_dir")}
+    """``config`` without what does not change what a run computes: its name, folder and which checkpoints it keeps."""
+    kept = {k: v for k, v in config.items() if k not in ("name", "output_dir")}
+    if isinstance(kept.get("train"), dict):
+        kept["train"] = {k: v for k, v in kept["train"].items() if k != "keep_checkpoints"}
+    return kept
 
 
 def find_record(records: list[tuple[dict, dict | None]], wanted: dict) -> dict | None:
@@ -294,24 +298,48 @@ def summary_table(records: list[dict], keys: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path) -> None:
-    """One subplot per panel title, one line per (label, [[step, AP], ...]); validation AP against step."""
+def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_bands: bool = False) -> None:
+    """One subplot per panel title, one line per (label, [[step, AP], ...]); validation AP against step. Labels
+    ending in " s<seed>" are seeds of one row: one colour per row, seeds by line style, or with ``seed_bands`` one
+    line per row (the mean over its seeds, at the steps all of them logged) in a band from their min to max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4), squeeze=False)
-    colours: dict[str, str] = {}  # one colour per label without its seed, in every panel; seeds by line style
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7 * max(1, len(panels)), 4.5), squeeze=False)
+    colours: dict[str, tuple] = {}  # one colour per row, in every panel
     for ax, (title, lines) in zip(axes[0], panels.items()):
+        rows: dict[str, dict[int, list]] = {}
         for label, curve in sorted(lines, key=lambda line: line[0]):
-            steps, aps = zip(*curve)
             group, _, seed = label.rpartition(" s")
             group, seed = (group, seed) if seed.isdigit() else (label, "0")
-            colour = colours.setdefault(group, f"C{len(colours) % 10}")
-            style = ["-", "--", ":", "-."][int(seed) % 4]
-            ax.plot(steps, aps, label=label, linewidth=1, marker=".", color=colour, linestyle=style)
+            rows.setdefault(group, {})[int(seed)] = curve
+        for group, seeds in rows.items():
+            colour = colours.setdefault(
+                group, plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")(len(colours))
+            )
+            if not seed_bands:
+                for seed, curve in seeds.items():
+                    steps, aps = zip(*curve)
+                    style = ["-", "--", ":", "-."][seed % 4]
+                    ax.plot(steps, aps, label=f"{group} s{seed}", linewidth=1, marker=".", color=colour,
+                            linestyle=style)  # fmt: skip
+                continue
+            steps = sorted(set.intersection(*(set(step for step, _ in curve) for curve in seeds.values())))
+            aps = np.array(
+                [[dict(curve)[step] for step in steps] for curve in seeds.values()]
+            )  # (seeds, steps)
+            ax.plot(steps, aps.mean(axis=0), label=f"{group} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", linewidth=1.2, marker=".",
+                    color=colour)  # fmt: skip
+            if len(seeds) > 1:
+                ax.fill_between(
+                    steps, aps.min(axis=0), aps.max(axis=0), color=colour, alpha=0.15, linewidth=0
+                )
         ax.set(title=title, xlabel="step", ylabel="val AP")
-        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)

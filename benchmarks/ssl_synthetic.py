@@ -119,9 +119,9 @@ def main() -> None:
     if not any(r["method"] != "supervised" for r in current):
         return  # no semi-supervised row recorded with this config: leave any older picture alone
     steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
-    plot_curves(
-        curve_panels(current), out.with_name(f"{name}_{steps}_steps{name_part(args.extra)}_curves.png")
-    )
+    for fraction, panel in curve_panels(current).items():  # one picture per labelled budget
+        plot_curves({panel[0]: panel[1]}, out.with_name(f"{name}_{steps}_steps{name_part(args.extra)}_{fraction:g}_curves.png"),
+                    seed_bands=True)  # fmt: skip
 
 
 def table_jobs(
@@ -186,16 +186,17 @@ def pseudo_label_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def curve_panels(records: list[dict]) -> dict[str, list[tuple[str, list]]]:
-    """One panel per labelled fraction, each with the all-labels runs as the upper bound."""
+def curve_panels(records: list[dict]) -> dict[float, tuple[str, list[tuple[str, list]]]]:
+    """Per labelled fraction: its title and the lines of its picture (label with seed, curve), the all-labels
+    runs included as the upper bound."""
     fractions = sorted({r["labeled_fraction"] for r in records if r["labeled_fraction"] < 1.0})
     return {
-        f"{fraction:.0%} labelled": [
+        fraction: (f"{fraction:.0%} labelled: validation AP (mean over seeds, band = min-max)", [
             (" ".join(part for part in (r["method"], r["ablation"].removeprefix("-").strip(), f"s{r['seed']}") if part),
              r["curve"])
             for r in records
             if r["labeled_fraction"] in (fraction, 1.0) and r.get("curve")
-        ]
+        ])
         for fraction in fractions
     }  # fmt: skip
 

@@ -42,10 +42,11 @@ def test_a_record_counts_for_the_row_whose_config_its_run_trained_with():
     assert tag([*row, "train.steps = 1000"]) == "1000"  # compared as configs, not as override text
     assert tag([*row, "train.steps=3000"]) is None
     assert tag([*row, "data.strong_view.blur_sigma=[0.1,0.7]"]) is None  # a changed config is another row
+    assert tag([*row, "train.keep_checkpoints=true"]) == "older"  # keeping checkpoints computes the same
+    full = config_to_dict(load_config(runs.REPO / CONFIG, row))
+    del full["train"]["keep_checkpoints"]
     assert runs.resolved_config(CONFIG, row) == {
-        k: v
-        for k, v in config_to_dict(load_config(runs.REPO / CONFIG, row)).items()
-        if k not in ("name", "output_dir")
+        k: v for k, v in full.items() if k not in ("name", "output_dir")
     }
 
 
@@ -230,14 +231,38 @@ def test_ssl_curve_panels_put_each_budget_beside_the_all_labels_runs():
         {**rec("dual", "-", 0.01, 0), "curve": []},  # nothing to draw
     ]
     panels = ssl_synthetic.curve_panels(records)
-    assert {name: [label for label, _ in curves] for name, curves in panels.items()} == {
-        "1% labelled": [
+    assert {fraction: [label for label, _ in curves] for fraction, (_, curves) in panels.items()} == {
+        0.01: [
             "mean_teacher s0",
             "supervised (gap table) s1",
             "supervised all labels (gap table) s0",
         ],
-        "5% labelled": ["trs no MFL s1", "supervised all labels (gap table) s0"],
+        0.05: ["trs no MFL s1", "supervised all labels (gap table) s0"],
     }
+    assert panels[0.05][0].startswith("5% labelled")
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")  # plot is replaced: nothing drawn
+def test_seed_bands_draw_each_rows_mean_over_its_seeds_between_their_min_and_max(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+
+    drawn = {}
+    monkeypatch.setattr(
+        Axes, "plot", lambda ax, x, y, label, **kw: drawn.setdefault(label, (list(x), list(y)))
+    )
+    monkeypatch.setattr(
+        Axes, "fill_between", lambda ax, x, low, high, **kw: drawn.setdefault("band", (list(low), list(high)))
+    )
+    lines = [("trs s0", [[250, 10.0], [500, 12.0]]), ("trs s1", [[250, 14.0], [500, 16.0], [750, 17.0]]),
+             ("supervised all labels s0", [[250, 30.0]])]  # fmt: skip
+    runs.plot_curves({"1%": lines}, tmp_path / "curves.png", seed_bands=True)
+    assert drawn["trs (2 seeds)"] == ([250, 500], [12.0, 14.0])  # only the steps both seeds logged
+    assert drawn["band"] == ([10.0, 12.0], [14.0, 16.0])
+    assert drawn["supervised all labels (1 seed)"] == ([250], [30.0])
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 def test_reviewer_candidates_average_float_weights_and_buffers_of_the_snapshots():

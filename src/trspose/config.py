@@ -172,6 +172,9 @@ class TrainConfig:
     """Evaluate (and write 'best') every this many steps; 0: only at the end."""
     checkpoint_every: int = 500
     """Write the 'last' checkpoint every this many steps."""
+    keep_checkpoints: bool = False
+    """Also keep each 'last' checkpoint as checkpoints/step_<N>.pt (full training states, for studies across
+    training such as benchmarks/reviewer_candidates.py; a hard link where the file system allows)."""
     log_every: int = 20
     """Write metrics every this many steps."""
     select_on: Literal["final", "holdout"] = "final"

@@ -81,7 +81,19 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
 @pytest.mark.parametrize("method", ["trs", "dual"])
 def test_resume_mid_semi_supervised_training_is_exact(stick_root, tmp_path, monkeypatch, method):
     extra = ["method.reviewer.policy=best", "train.eval_every=2", "train.checkpoint_every=2", "train.steps=6"]
-    trainer.train(tiny_semi_config(stick_root, tmp_path, method, "name=straight", *extra))
+    trainer.train(
+        tiny_semi_config(stick_root, tmp_path, method, "name=straight", "train.keep_checkpoints=true", *extra)
+    )
+    kept = sorted((tmp_path / "straight" / "checkpoints").glob("step_*.pt"))
+    assert [load_checkpoint(path)["step"] for path in kept] == [
+        2,
+        4,
+        6,
+    ]  # each 'last' kept, not the latest thrice
+    assert_same_tree(
+        load_checkpoint(kept[-1])["method"],
+        load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["method"],
+    )
 
     def crash(self, step):
         raise KeyboardInterrupt

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -186,6 +187,8 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
                 best = _evaluate_and_select(run, t, ctx, logger, done, best, checkpoints)
             if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
                 _save(run, optimizer, scheduler, done, best, checkpoints / "last.pt", ctx)
+                if t.keep_checkpoints and ctx.is_main:
+                    _keep(checkpoints / "last.pt", checkpoints / f"step_{done:06d}.pt")
     finally:
         bar.close()  # also on errors, so the error message starts on its own line
     final = run.validation.validation_metrics(method.inference_model(), ctx, progress=True)
@@ -265,6 +268,15 @@ def _save(
         "best_step": best["step"],
     }
     save_checkpoint(state, path)
+
+
+def _keep(last: Path, kept: Path) -> None:
+    """``last`` also as ``kept``: 'last' is replaced by a new file at its next save, so a hard link stays this one."""
+    kept.unlink(missing_ok=True)  # a resumed run writes the same step again
+    try:
+        os.link(last, kept)
+    except OSError:
+        shutil.copy2(last, kept)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
