@@ -278,23 +278,46 @@ def last_pseudo_quality(metrics_file: Path) -> dict[str, float]:
 
 
 def summary_table(records: list[dict], keys: list[str]) -> str:
-    """Markdown table with one row per distinct value of ``keys``: seeds, AP mean ± sd, AP50, AR, wall time."""
+    """Markdown table with one row per distinct value of ``keys``: seeds, AP mean ± sd and per seed (in seed
+    order), AP50, AR, wall time per run."""
     import statistics
 
-    header = [*keys, "seeds", "AP (mean ± sd)", "AP50", "AR", "wall s/run"]
+    header = [*keys, "seeds", "AP (mean ± sd)", "AP per seed", "AP50", "AR", "wall min/run"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    for values, group in groups.items():
+    for values, group in row_groups(records, keys).items():
         aps = [r["ap"] for r in group]
         sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
         shown = [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
         lines.append(
-            "| " + " | ".join(shown) + f" | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} | "
+            "| "
+            + " | ".join(shown)
+            + f" | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} | "
+            + ", ".join(f"{ap:.1f}" for ap in aps)
+            + " | "
             f"{statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} | "
-            f"{statistics.mean(r['wall_s'] for r in group):.0f} |"
+            f"{statistics.mean(r['wall_s'] for r in group) / 60:.0f} |"
         )
+    return "\n".join(lines)
+
+
+def row_groups(records: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:
+    """Records by their values of ``keys`` (a table's rows), in first-seen order; each row's seeds in seed order."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return {values: sorted(group, key=lambda r: r.get("seed", 0)) for values, group in groups.items()}
+
+
+def commands_table(records: list[dict], keys: list[str]) -> str:
+    """Markdown table: per row, the command that trained its first seed (the others differ in ``train.seed`` and
+    ``data.split_seed``), its seeds and the devices its runs trained on."""
+    header = [*keys, "seeds", "devices", "command (first seed)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for values, group in row_groups(records, keys).items():
+        shown = [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
+        seeds = ", ".join(str(r.get("seed", "-")) for r in group)
+        devices = "; ".join(sorted({r.get("device", "?") for r in group}))
+        lines.append("| " + " | ".join(shown) + f" | {seeds} | {devices} | `{group[0]['command']}` |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,16 @@ from __future__ import annotations
 
 import argparse
 
-from runs import REPO, ResultsFile, name_part, plot_curves, resolved_config, summary_table
+from runs import (
+    REPO,
+    ResultsFile,
+    commands_table,
+    name_part,
+    plot_curves,
+    resolved_config,
+    row_groups,
+    summary_table,
+)
 
 CONFIG = "configs/trs_lite0_fpn_128x96_synthetic.yaml"
 SUPERVISED_CONFIG = "configs/supervised_lite0_fpn_128x96_synthetic.yaml"  # CONFIG's base
@@ -116,6 +125,7 @@ def main() -> None:
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
     print("\n" + pseudo_label_table(current))
+    print("\n" + commands_table(current, ["labeled_fraction", "method", "ablation"]))
     if not any(r["method"] != "supervised" for r in current):
         return  # no semi-supervised row recorded with this config: leave any older picture alone
     steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
@@ -172,10 +182,9 @@ def pseudo_label_table(records: list[dict]) -> str:
              "reviewer_right_teacher_wrong", "teacher_right_reviewer_wrong"]  # fmt: skip
     header = ["labeled_fraction", "method", "ablation", "passes/step", *names]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    groups: dict[tuple, list[dict]] = {}
-    for r in records:
-        groups.setdefault((r["labeled_fraction"], r["method"], r["ablation"]), []).append(r)
-    for (fraction, method, ablation), group in groups.items():
+    for (fraction, method, ablation), group in row_groups(
+        records, ["labeled_fraction", "method", "ablation"]
+    ).items():
         passes = PASSES.get(f"{method} {ablation}", PASSES.get(method, "?"))
         values = []
         for name in names:

@@ -283,3 +283,16 @@ def test_reviewer_candidates_average_float_weights_and_buffers_of_the_snapshots(
     assert int(state["1.num_batches_tracked"]) == 1  # integer buffers: the first snapshot's
     assert not average.training
     assert torch.equal(snapshots[0].state_dict()["0.weight"], torch.ones(2, 1, 1, 1))  # inputs untouched
+
+
+def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_and_devices():
+    def rec(method, seed, ap, device="cpu A"):
+        return {"method": method, "seed": seed, "ap": ap, "ap50": 2 * ap, "ar": ap + 1, "wall_s": 600.0,
+                "device": device, "command": f"trspose train x.yaml train.seed={seed}"}  # fmt: skip
+
+    records = [rec("trs", 1, 12.0, "cpu B"), rec("sup", 0, 5.0), rec("trs", 0, 10.0)]
+    summary = runs.summary_table(records, ["method"]).splitlines()
+    assert summary[2] == "| trs | 2 | 11.0 ± 1.4 | 10.0, 12.0 | 22.0 | 12.0 | 10 |"
+    assert summary[3] == "| sup | 1 | 5.0 ± 0.0 | 5.0 | 10.0 | 6.0 | 10 |"
+    commands = runs.commands_table(records, ["method"]).splitlines()
+    assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"
