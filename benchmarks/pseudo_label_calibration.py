@@ -47,6 +47,24 @@ def mask_rows(hit: np.ndarray, confidence: np.ndarray) -> list[dict]:
     return rows
 
 
+def probe_of_run(state: dict, split_file: Path, people: int):
+    """(the config of a run's checkpoint ``state``, a probe of ``people`` of its unlabelled people that are not in
+    the run's labelled subset (``split_file``) and have ground truth; None when there are none)."""
+    from trspose.config import config_from_dict
+    from trspose.data.sources import load_instances
+    from trspose.engine import build
+    from trspose.io import read_json
+
+    cfg = config_from_dict(state["config"])
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, pseudo_label_people=people))
+    files = build.resolve_data(cfg, progress=False)
+    train = load_instances(files, build.keypoint_spec(cfg), "train")
+    labelled = set(read_json(split_file, "split file")["labeled_ann_ids"])
+    probe = build.pseudo_label_probe(cfg, build.unlabeled_people(cfg, files, train),
+                                     [inst for inst in train if inst.ann_id in labelled])  # fmt: skip
+    return cfg, probe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -58,17 +76,13 @@ def main() -> None:
         help="measure the target of this reviewer fusion instead of the checkpoint's",
     )  # fmt: skip
     args = parser.parse_args()
-    from trspose.config import config_from_dict
-    from trspose.data.sources import load_instances
     from trspose.engine import build
     from trspose.engine.checkpoint import load_checkpoint
     from trspose.engine.run_folder import device_name
-    from trspose.io import read_json
 
     checkpoint = Path(args.checkpoint)
     state = load_checkpoint(checkpoint)
-    cfg = config_from_dict(state["config"])
-    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, pseudo_label_people=args.people))
+    cfg, probe = probe_of_run(state, checkpoint.parent.parent / "split.json", args.people)
     bare = build.bare_config(cfg)
     method = build.build_method(bare, build.build_model(bare))
     method.load_state_dict(state["method"])
@@ -76,12 +90,6 @@ def main() -> None:
         method.cfg = dataclasses.replace(
             method.cfg, reviewer=dataclasses.replace(method.cfg.reviewer, fusion=args.fusion)
         )
-    files = build.resolve_data(cfg, progress=False)
-    train = load_instances(files, build.keypoint_spec(cfg), "train")
-    split = read_json(checkpoint.parent.parent / "split.json", "split file")
-    labelled = set(split["labeled_ann_ids"])
-    probe = build.pseudo_label_probe(cfg, build.unlabeled_people(cfg, files, train),
-                                     [inst for inst in train if inst.ann_id in labelled])  # fmt: skip
     found = probe.collect(method, torch.device("cpu")) if probe is not None else None
     if found is None or not found.labelled.any():
         sys.exit(f"error: {checkpoint} has no pseudo-labels to measure on people with ground truth (a supervised "

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -35,10 +34,12 @@ from runs import REPO, load_records, save_records
 
 
 class Sources:
-    """Duck-types the ``pseudo_targets`` of a method for ``PseudoLabelProbe.collect``: one target per source."""
+    """Duck-types the ``pseudo_targets`` of a method for ``PseudoLabelProbe.collect``: one target per source, a
+    source being a network, a list of networks (mean heatmaps) or ("flip", network) (flip-averaged heatmaps). Each
+    network predicts once per batch however many sources share it."""
 
-    def __init__(self, networks: dict[str, torch.nn.Module | list[torch.nn.Module]], flip_index):
-        self.networks = networks
+    def __init__(self, sources: dict[str, object], flip_index):
+        self.sources = sources
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
 
     @torch.no_grad()
@@ -46,24 +47,36 @@ class Sources:
         from trspose.engine.inference import predict_heatmaps
         from trspose.methods.pseudo_labels import make_pseudo_target
 
+        predicted: dict[int, torch.Tensor] = {}
+
+        def heatmaps_of(net: torch.nn.Module) -> torch.Tensor:
+            if id(net) not in predicted:
+                predicted[id(net)] = net(weak).heatmaps.float()
+            return predicted[id(net)]
+
         targets = {}
-        for name, networks in self.networks.items():
-            if name.endswith("_flip"):
-                heatmaps = predict_heatmaps(networks, weak, self.flip_index.numpy())
+        for name, source in self.sources.items():
+            if isinstance(source, tuple):  # ("flip", network)
+                heatmaps = predict_heatmaps(source[1], weak, self.flip_index.numpy())
+            elif isinstance(source, list):
+                heatmaps = torch.stack([heatmaps_of(net) for net in source]).mean(dim=0)
             else:
-                group = networks if isinstance(networks, list) else [networks]
-                heatmaps = torch.stack([net(weak).heatmaps.float() for net in group]).mean(dim=0)
+                heatmaps = heatmaps_of(source)
             targets[name] = make_pseudo_target(heatmaps, weak_to_strong, flipped, self.flip_index, 0.0)
         targets["target"] = targets["teacher"]
         return targets
 
 
 def averaged_weights(networks: list[torch.nn.Module]) -> torch.nn.Module:
+    """One network whose floating-point weights and buffers are the mean of ``networks``' (integer buffers: the
+    first's). BatchNorm running statistics are averaged too, not recomputed for the averaged weights as stochastic
+    weight averaging does (``torch.optim.swa_utils.update_bn``)."""
+    states = [net.state_dict() for net in networks]
     average = copy.deepcopy(networks[0])
     with torch.no_grad():
         for name, tensor in average.state_dict().items():
             if tensor.dtype.is_floating_point:
-                tensor.copy_(torch.stack([net.state_dict()[name] for net in networks]).mean(dim=0))
+                tensor.copy_(torch.stack([state[name] for state in states]).mean(dim=0))
     return average.eval()
 
 
@@ -76,35 +89,49 @@ def main() -> None:
     parser.add_argument(
         "--split", help="the run's split.json (default: beside the last snapshot's checkpoints folder)"
     )
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reviewer_candidates.json"))
     args = parser.parse_args()
+    from pseudo_label_calibration import probe_of_run
+
     from trspose.config import config_from_dict
-    from trspose.data.sources import load_instances
     from trspose.engine import build
     from trspose.engine.checkpoint import load_checkpoint
     from trspose.engine.run_folder import device_name
+    from trspose.errors import TrsposeError
     from trspose.methods.ema import frozen_copy
 
-    torch.set_grad_enabled(False)
-    states = [load_checkpoint(Path(p)) for p in args.snapshots]
-    steps = [s["step"] for s in states]
-    if steps != sorted(steps) or len(set(steps)) != len(steps):
-        sys.exit(
-            f"error: the snapshots must be of one run in training order with distinct steps, got steps {steps}"
-        )
-    last = states[-1]
-    cfg = config_from_dict(last["config"])
-    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, pseudo_label_people=args.people))
-    bare = build.bare_config(cfg)
-    template = build.build_model(bare)
+    try:
+        states = [load_checkpoint(Path(p)) for p in args.snapshots]
+    except TrsposeError as error:
+        sys.exit(f"error: {error}")
+    cfg = config_from_dict(states[-1]["config"])
+    unnamed = lambda state: {k: v for k, v in state["config"].items() if k not in ("name", "output_dir")}  # noqa: E731
+    if any(unnamed(s) != unnamed(states[-1]) for s in states):
+        sys.exit("error: the snapshots come from runs with different configs; pass the step_*.pt of one run")
+    if "teacher" not in states[-1]["method"]:
+        sys.exit(f"error: {args.snapshots[-1]} has no teacher (method '{cfg.method.name}'); pass the checkpoints "
+                 "of a mean-teacher or TRS run")  # fmt: skip
+    # before the burn-in ends the teacher is the untrained copy it will be overwritten from: not a snapshot
+    trained = [s for s in states if s["method"]["step"] >= cfg.method.burn_in_steps]
+    steps = [s["step"] for s in trained]
+    if not trained or steps != sorted(set(steps)):
+        sys.exit(f"error: need checkpoints of one run after its burn-in ({cfg.method.burn_in_steps} steps), in "
+                 f"training order with distinct steps; got steps {[s['step'] for s in states]}")  # fmt: skip
+    cfg, probe = probe_of_run(
+        trained[-1], Path(args.split or Path(args.snapshots[-1]).parent.parent / "split.json"), args.people
+    )
+    if probe is None:
+        sys.exit("error: no unlabelled person with ground truth outside the labelled subset to measure on")
+    template = build.build_model(build.bare_config(cfg))
 
     def network(weights: dict) -> torch.nn.Module:
         net = frozen_copy(template)
         net.load_state_dict(weights)
         return net
 
-    teachers = [network(s["method"]["teacher"]) for s in states]
-    student = network({k.removeprefix("student."): v for k, v in last["method"]["trainable"].items()})
-    candidates: dict = {"teacher": teachers[-1], "teacher_flip": teachers[-1], "student": student}
+    teachers = [network(s["method"]["teacher"]) for s in trained]
+    student = network({k.removeprefix("student."): v for k, v in trained[-1]["method"]["trainable"].items()})
+    candidates: dict = {"teacher": teachers[-1], "teacher_flip": ("flip", teachers[-1]), "student": student}
     for step, older in zip(steps[:-1], teachers[:-1]):
         candidates[f"teacher_step_{step}"] = (
             older  # what it got right that the last teacher gets wrong: forgetting
@@ -112,17 +139,10 @@ def main() -> None:
     for k in range(2, len(teachers) + 1):
         candidates[f"ensemble_{k}"] = teachers[-k:]
         candidates[f"weight_average_{k}"] = averaged_weights(teachers[-k:])
-    spec = build.keypoint_spec(cfg)
-    files = build.resolve_data(cfg, progress=False)
-    train = load_instances(files, spec, "train")
-    from trspose.io import read_json
-
-    split = read_json(Path(args.split or Path(args.snapshots[-1]).parent.parent / "split.json"), "split file")
-    labelled = set(split["labeled_ann_ids"])
-    probe = build.pseudo_label_probe(cfg, build.unlabeled_people(cfg, files, train),
-                                     [inst for inst in train if inst.ann_id in labelled])  # fmt: skip
-    found = probe.collect(Sources(candidates, spec.flip_index()), torch.device("cpu"))
+    found = probe.collect(Sources(candidates, build.keypoint_spec(cfg).flip_index()), torch.device("cpu"))
     seen = found.labelled
+    if not seen.any():
+        sys.exit("error: the measured people have no labelled keypoints")
     teacher = found.hit["teacher"][seen]
     rows = {}
     for name in candidates:
@@ -142,7 +162,7 @@ def main() -> None:
     for name, row in rows.items():
         print(f"  {name:<20} {row['pck']:6.1f} {row['right_where_teacher_wrong']:6.1f} "
               f"{row['wrong_where_teacher_right']:6.1f}")  # fmt: skip
-    out = REPO / "benchmarks" / "results" / "reviewer_candidates.json"
+    out = Path(args.out)
     save_records([*load_records(out), record], out)
 
 

@@ -282,22 +282,15 @@ def summary_table(records: list[dict], keys: list[str]) -> str:
     order), AP50, AR, wall time per run."""
     import statistics
 
-    header = [*keys, "seeds", "AP (mean ± sd)", "AP per seed", "AP50", "AR", "wall min/run"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for values, group in row_groups(records, keys).items():
         aps = [r["ap"] for r in group]
         sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
-        shown = [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
-        lines.append(
-            "| "
-            + " | ".join(shown)
-            + f" | {len(group)} | {statistics.mean(aps):.1f} ± {sd:.1f} | "
-            + ", ".join(f"{ap:.1f}" for ap in aps)
-            + " | "
-            f"{statistics.mean(r['ap50'] for r in group):.1f} | {statistics.mean(r['ar'] for r in group):.1f} | "
-            f"{statistics.mean(r['wall_s'] for r in group) / 60:.0f} |"
-        )
-    return "\n".join(lines)
+        rows.append([*_shown(keys, values), str(len(group)), f"{statistics.mean(aps):.1f} ± {sd:.1f}",
+                     ", ".join(f"{ap:.1f}" for ap in aps), f"{statistics.mean(r['ap50'] for r in group):.1f}",
+                     f"{statistics.mean(r['ar'] for r in group):.1f}",
+                     f"{statistics.mean(r['wall_s'] for r in group) / 60:.1f}"])  # fmt: skip
+    return _markdown([*keys, "seeds", "AP (mean ± sd)", "AP per seed", "AP50", "AR", "wall min/run"], rows)
 
 
 def row_groups(records: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:
@@ -309,16 +302,24 @@ def row_groups(records: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:
 
 
 def commands_table(records: list[dict], keys: list[str]) -> str:
-    """Markdown table: per row, the command that trained its first seed (the others differ in ``train.seed`` and
-    ``data.split_seed``), its seeds and the devices its runs trained on."""
-    header = [*keys, "seeds", "devices", "command (first seed)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """Markdown table: per row, the command that trained its first seed (the other seeds' commands differ in the
+    seeds and the run name, except rows whose runs come from another table), its seeds and the devices its runs
+    trained on."""
+    rows = []
     for values, group in row_groups(records, keys).items():
-        shown = [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
         seeds = ", ".join(str(r.get("seed", "-")) for r in group)
         devices = "; ".join(sorted({r.get("device", "?") for r in group}))
-        lines.append("| " + " | ".join(shown) + f" | {seeds} | {devices} | `{group[0]['command']}` |")
-    return "\n".join(lines)
+        rows.append([*_shown(keys, values), seeds, devices, f"`{group[0]['command']}`"])
+    return _markdown([*keys, "seeds", "devices", "command (first seed)"], rows)
+
+
+def _shown(keys: list[str], values: tuple) -> list[str]:
+    return [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_bands: bool = False) -> None:
@@ -331,38 +332,54 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_band
     import matplotlib.pyplot as plt
     import numpy as np
 
+    panel_rows = {title: _rows_of(lines) for title, lines in panels.items()}
+    names = list(dict.fromkeys(group for rows in panel_rows.values() for group in rows))
+    palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    colours = {
+        group: palette(i % palette.N) for i, group in enumerate(names)
+    }  # one colour per row, every panel
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7 * max(1, len(panels)), 4.5), squeeze=False)
-    colours: dict[str, tuple] = {}  # one colour per row, in every panel
-    for ax, (title, lines) in zip(axes[0], panels.items()):
-        rows: dict[str, dict[int, list]] = {}
-        for label, curve in sorted(lines, key=lambda line: line[0]):
-            group, _, seed = label.rpartition(" s")
-            group, seed = (group, seed) if seed.isdigit() else (label, "0")
-            rows.setdefault(group, {})[int(seed)] = curve
+    for ax, (title, rows) in zip(axes[0], panel_rows.items()):
         for group, seeds in rows.items():
-            colour = colours.setdefault(
-                group, plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")(len(colours))
-            )
-            if not seed_bands:
+            common = sorted(set.intersection(*(set(step for step, _ in curve) for curve in seeds.values())))
+            if not seed_bands or not common:  # every seed its own line (also when the seeds share no step)
                 for seed, curve in seeds.items():
                     steps, aps = zip(*curve)
-                    style = ["-", "--", ":", "-."][seed % 4]
-                    ax.plot(steps, aps, label=f"{group} s{seed}", linewidth=1, marker=".", color=colour,
-                            linestyle=style)  # fmt: skip
+                    label = group if seed is None else f"{group} s{seed}"
+                    style = ["-", "--", ":", "-."][(seed or 0) % 4]
+                    ax.plot(
+                        steps,
+                        aps,
+                        label=label,
+                        linewidth=1,
+                        marker=".",
+                        color=colours[group],
+                        linestyle=style,
+                    )
                 continue
-            steps = sorted(set.intersection(*(set(step for step, _ in curve) for curve in seeds.values())))
             aps = np.array(
-                [[dict(curve)[step] for step in steps] for curve in seeds.values()]
+                [[dict(curve)[step] for step in common] for curve in seeds.values()]
             )  # (seeds, steps)
-            ax.plot(steps, aps.mean(axis=0), label=f"{group} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})", linewidth=1.2, marker=".",
-                    color=colour)  # fmt: skip
+            label = f"{group} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
+            ax.plot(common, aps.mean(axis=0), label=label, linewidth=1.2, marker=".", color=colours[group])
             if len(seeds) > 1:
                 ax.fill_between(
-                    steps, aps.min(axis=0), aps.max(axis=0), color=colour, alpha=0.15, linewidth=0
+                    common, aps.min(axis=0), aps.max(axis=0), color=colours[group], alpha=0.15, linewidth=0
                 )
-        ax.set(title=title, xlabel="step", ylabel="val AP")
+        suffix = " (mean over seeds, band: min to max)" if seed_bands else ""
+        ax.set(title=title + suffix, xlabel="step", ylabel="val AP")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _rows_of(lines: list[tuple[str, list]]) -> dict[str, dict[int | None, list]]:
+    """Curves by row (the label without a trailing " s<seed>") and seed (None for a label without one)."""
+    rows: dict[str, dict[int | None, list]] = {}
+    for label, curve in sorted(lines, key=lambda line: line[0]):
+        group, _, seed = label.rpartition(" s")
+        group, seed = (group, int(seed)) if group and seed.isdigit() else (label, None)
+        rows.setdefault(group, {})[seed] = curve
+    return rows

@@ -8,13 +8,16 @@
 Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides below, so all rows share the
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
-against step, from each run's metrics.jsonl) to benchmarks/results/ssl_synthetic_<steps>_steps_curves.png.
+against step, from each run's metrics.jsonl; each row's mean over its seeds in a band from their min to max), one
+picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png.
 The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
-and get a third seed at the lowest; the ablations run at the lowest budget only. A second table gives each row's network passes per step and its end-of-training pseudo-label quality
+of --fractions and get a third seed at the lowest of them; the ablations run at that lowest budget only. A
+second table gives each row's network passes per step and its end-of-training pseudo-label quality
 (``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
-unlabelled people with hidden ground truth, kept share and precision of the confidence mask). A row whose run was
-interrupted resumes from its last checkpoint when the same command runs again.
+unlabelled people with hidden ground truth, kept share and precision of the confidence mask), a third each row's
+command, seeds and devices. A row whose run was interrupted resumes from its last checkpoint when the same command
+runs again.
 """
 
 from __future__ import annotations
@@ -200,7 +203,7 @@ def curve_panels(records: list[dict]) -> dict[float, tuple[str, list[tuple[str, 
     runs included as the upper bound."""
     fractions = sorted({r["labeled_fraction"] for r in records if r["labeled_fraction"] < 1.0})
     return {
-        fraction: (f"{fraction:.0%} labelled: validation AP (mean over seeds, band = min-max)", [
+        fraction: (f"{fraction:.0%} labelled: validation AP", [
             (" ".join(part for part in (r["method"], r["ablation"].removeprefix("-").strip(), f"s{r['seed']}") if part),
              r["curve"])
             for r in records

@@ -256,12 +256,16 @@ def test_seed_bands_draw_each_rows_mean_over_its_seeds_between_their_min_and_max
     monkeypatch.setattr(
         Axes, "fill_between", lambda ax, x, low, high, **kw: drawn.setdefault("band", (list(low), list(high)))
     )
-    lines = [("trs s0", [[250, 10.0], [500, 12.0]]), ("trs s1", [[250, 14.0], [500, 16.0], [750, 17.0]]),
-             ("supervised all labels s0", [[250, 30.0]])]  # fmt: skip
+    lines = [("trs s0", [[100, 9.0], [250, 10.0], [500, 12.0]]), ("trs s1", [[250, 14.0], [500, 16.0], [750, 17.0]]),
+             ("supervised all labels s0", [[250, 30.0]]), ("dual s0", [[100, 1.0]]), ("dual s1", [[200, 2.0]])]  # fmt: skip
     runs.plot_curves({"1%": lines}, tmp_path / "curves.png", seed_bands=True)
     assert drawn["trs (2 seeds)"] == ([250, 500], [12.0, 14.0])  # only the steps both seeds logged
     assert drawn["band"] == ([10.0, 12.0], [14.0, 16.0])
     assert drawn["supervised all labels (1 seed)"] == ([250], [30.0])
+    assert drawn["dual s0"] == ([100], [1.0]) and drawn["dual s1"] == (
+        [200],
+        [2.0],
+    )  # no common step: each seed
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
@@ -292,7 +296,7 @@ def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_
 
     records = [rec("trs", 1, 12.0, "cpu B"), rec("sup", 0, 5.0), rec("trs", 0, 10.0)]
     summary = runs.summary_table(records, ["method"]).splitlines()
-    assert summary[2] == "| trs | 2 | 11.0 ± 1.4 | 10.0, 12.0 | 22.0 | 12.0 | 10 |"
-    assert summary[3] == "| sup | 1 | 5.0 ± 0.0 | 5.0 | 10.0 | 6.0 | 10 |"
+    assert summary[2] == "| trs | 2 | 11.0 ± 1.4 | 10.0, 12.0 | 22.0 | 12.0 | 10.0 |"
+    assert summary[3] == "| sup | 1 | 5.0 ± 0.0 | 5.0 | 10.0 | 6.0 | 10.0 |"
     commands = runs.commands_table(records, ["method"]).splitlines()
     assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"

@@ -173,8 +173,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     """Write the 'last' checkpoint every this many steps."""
     keep_checkpoints: bool = False
-    """Also keep each 'last' checkpoint as checkpoints/step_<N>.pt (full training states, for studies across
-    training such as benchmarks/reviewer_candidates.py; a hard link where the file system allows)."""
+    """Also keep each 'last' checkpoint as checkpoints/step_<N>.pt, N zero-padded to 6 digits (full training
+    states, for studies across training such as benchmarks/reviewer_candidates.py; hard links where the file system
+    allows). May change on --resume."""
     log_every: int = 20
     """Write metrics every this many steps."""
     select_on: Literal["final", "holdout"] = "final"

@@ -80,20 +80,16 @@ def test_resume_after_a_crash_gives_the_same_weights(stick_root, tmp_path, monke
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["trs", "dual"])
 def test_resume_mid_semi_supervised_training_is_exact(stick_root, tmp_path, monkeypatch, method):
-    extra = ["method.reviewer.policy=best", "train.eval_every=2", "train.checkpoint_every=2", "train.steps=6"]
+    extra = ["method.reviewer.policy=best", "train.eval_every=2", "train.checkpoint_every=2", "train.steps=6",
+             "data.labeled_fraction=0.5", "data.split_mode=random"]  # fmt: skip
     trainer.train(
         tiny_semi_config(stick_root, tmp_path, method, "name=straight", "train.keep_checkpoints=true", *extra)
     )
     kept = sorted((tmp_path / "straight" / "checkpoints").glob("step_*.pt"))
-    assert [load_checkpoint(path)["step"] for path in kept] == [
-        2,
-        4,
-        6,
-    ]  # each 'last' kept, not the latest thrice
-    assert_same_tree(
-        load_checkpoint(kept[-1])["method"],
-        load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")["method"],
-    )
+    # each 'last' kept, not the latest thrice
+    assert [(path.name, load_checkpoint(path)["step"]) for path in kept] == [
+        ("step_000002.pt", 2), ("step_000004.pt", 4), ("step_000006.pt", 6)
+    ]  # fmt: skip
 
     def crash(self, step):
         raise KeyboardInterrupt
@@ -114,15 +110,50 @@ def test_resume_mid_semi_supervised_training_is_exact(stick_root, tmp_path, monk
     monkeypatch.setattr(cls, "after_optimizer_step", original)
     crashed = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")
     assert crashed["step"] == 4  # the resume below starts mid-run, not from scratch
-    trainer.train(tiny_semi_config(stick_root, tmp_path, method, "name=crashed", *extra), resume=True)
+    # keeping checkpoints may be switched on at a resume: it keeps the step it resumes from, then each new one
+    resumed = tiny_semi_config(
+        stick_root, tmp_path, method, "name=crashed", "train.keep_checkpoints=true", *extra
+    )
+    trainer.train(resumed, resume=True)
+    crashed_kept = sorted((tmp_path / "crashed" / "checkpoints").glob("step_*.pt"))
+    assert [path.name for path in crashed_kept] == ["step_000004.pt", "step_000006.pt"]
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")
     assert_same_tree(a["method"], b["method"])
+    assert_same_tree(load_checkpoint(kept[1])["method"], load_checkpoint(crashed_kept[0])["method"])
     assert a["scheduler"] == b["scheduler"]
     if method == "trs":
         assert a["method"]["step"] == 6 and len(a["method"]["reviewer"]["networks"]) >= 1
     lines = (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines if json.loads(x)["kind"] == "train"] == list(range(1, 7))
+    if method == "trs":  # the kept steps are what benchmarks/reviewer_candidates.py studies
+        import reviewer_candidates
+
+        out = tmp_path / "candidates.json"
+        monkeypatch.setattr(sys, "argv", ["reviewer_candidates.py", *map(str, kept), "--out", str(out)])
+        reviewer_candidates.main()
+        (record,) = json.loads(out.read_text())
+        assert record["steps"] == [2, 4, 6]  # burn-in ends at step 2: every kept teacher is a trained one
+        sources = record["sources"]
+        assert {
+            "teacher",
+            "teacher_flip",
+            "student",
+            "teacher_step_2",
+            "ensemble_3",
+            "weight_average_3",
+        } <= set(sources)
+        assert (
+            sources["teacher"]["right_where_teacher_wrong"]
+            == sources["teacher"]["wrong_where_teacher_right"]
+            == 0
+        )
+        for row in sources.values():  # PCK = the teacher's + what it adds - what it loses
+            assert row["pck"] == pytest.approx(
+                sources["teacher"]["pck"]
+                + row["right_where_teacher_wrong"]
+                - row["wrong_where_teacher_right"]
+            )
 
 
 def assert_same_tree(a, b, path="method"):

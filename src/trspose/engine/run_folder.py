@@ -58,7 +58,9 @@ def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) 
 
 
 # Keys a resumed run may change: where the run lives and how fast, not what it computes.
-RESUME_MAY_CHANGE = ("name", "output_dir", "data.workers", "eval.batch_size", "eval.pseudo_label_people")
+RESUME_MAY_CHANGE = (
+    "name", "output_dir", "data.workers", "eval.batch_size", "eval.pseudo_label_people", "train.keep_checkpoints",
+)  # fmt: skip
 
 
 def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:

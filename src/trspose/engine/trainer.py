@@ -43,7 +43,7 @@ from trspose.engine.run_folder import (
 )
 from trspose.engine.schedules import learning_rate_factor
 from trspose.errors import TrainingError, TrsposeError
-from trspose.io import write_json
+from trspose.io import atomic_path, write_json
 
 
 def seed_everything(seed: int) -> None:
@@ -125,6 +125,8 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
         restore_rng_state(state["rng"][min(ctx.rank, len(state["rng"]) - 1)])
         start_step, best = state["step"], {"score": state["best_score"], "step": state["best_step"]}
         _truncate_metrics(run_dir / "metrics.jsonl", start_step)
+        if t.keep_checkpoints and ctx.is_main:  # interrupted between saving 'last' and keeping it
+            _keep(checkpoints / "last.pt", checkpoints / f"step_{start_step:06d}.pt")
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -271,12 +273,15 @@ def _save(
 
 
 def _keep(last: Path, kept: Path) -> None:
-    """``last`` also as ``kept``: 'last' is replaced by a new file at its next save, so a hard link stays this one."""
-    kept.unlink(missing_ok=True)  # a resumed run writes the same step again
+    """``last`` also as ``kept`` (``train.keep_checkpoints``), unless it is there. 'last' is replaced by a new file
+    at its next save, so a hard link stays this one; where links fail, an atomic copy."""
+    if kept.exists():
+        return
     try:
         os.link(last, kept)
     except OSError:
-        shutil.copy2(last, kept)
+        with atomic_path(kept) as temporary:
+            shutil.copy2(last, temporary)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
