@@ -62,10 +62,15 @@ def config_of_yaml(text: str | None) -> dict | None:
 
 
 def _comparable(config: dict) -> dict:
-    """``config`` without what does not change what a run computes: its name, folder and which checkpoints it keeps."""
-    kept = {k: v for k, v in config.items() if k not in ("name", "output_dir")}
-    if isinstance(kept.get("train"), dict):
-        kept["train"] = {k: v for k, v in kept["train"].items() if k != "keep_checkpoints"}
+    """``config`` without the keys that do not change what a run trains (``RESUME_MAY_CHANGE``: its name and folder,
+    data workers, evaluation batch size, which checkpoints it keeps...), so a row trained with more workers on
+    another machine is the same row."""
+    from trspose.engine.run_folder import RESUME_MAY_CHANGE
+
+    kept = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for key in RESUME_MAY_CHANGE:
+        section, _, name = key.rpartition(".")
+        (kept.get(section, {}) if section else kept).pop(name, None)
     return kept
 
 
