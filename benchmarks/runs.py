@@ -295,7 +295,9 @@ def summary_table(records: list[dict], keys: list[str]) -> str:
                      ", ".join(f"{ap:.1f}" for ap in aps), f"{statistics.mean(r['ap50'] for r in group):.1f}",
                      f"{statistics.mean(r['ar'] for r in group):.1f}",
                      f"{statistics.mean(r['wall_s'] for r in group) / 60:.1f}"])  # fmt: skip
-    return _markdown([*keys, "seeds", "AP (mean ± sd)", "AP per seed", "AP50", "AR", "wall min/run"], rows)
+    return markdown_table(
+        [*keys, "seeds", "AP (mean ± sd)", "AP per seed", "AP50", "AR", "wall min/run"], rows
+    )
 
 
 def row_groups(records: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:
@@ -315,14 +317,15 @@ def commands_table(records: list[dict], keys: list[str]) -> str:
         seeds = ", ".join(str(r.get("seed", "-")) for r in group)
         devices = "; ".join(sorted({r.get("device", "?") for r in group}))
         rows.append([*_shown(keys, values), seeds, devices, f"`{group[0]['command']}`"])
-    return _markdown([*keys, "seeds", "devices", "command (first seed)"], rows)
+    return markdown_table([*keys, "seeds", "devices", "command (first seed)"], rows)
 
 
 def _shown(keys: list[str], values: tuple) -> list[str]:
     return [f"{v:.0%}" if k == "labeled_fraction" else str(v) for k, v in zip(keys, values)]
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table of ``header`` and ``rows`` (cells already formatted)."""
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 

@@ -28,6 +28,7 @@ from runs import (
     REPO,
     ResultsFile,
     commands_table,
+    markdown_table,
     name_part,
     plot_curves,
     resolved_config,
@@ -38,6 +39,7 @@ from runs import (
 CONFIG = "configs/trs_lite0_fpn_128x96_synthetic.yaml"
 SUPERVISED_CONFIG = "configs/supervised_lite0_fpn_128x96_synthetic.yaml"  # CONFIG's base
 NO_MFL = "model.mfl_levels=[]"
+ROW_KEYS = ["labeled_fraction", "method", "ablation"]  # what makes a row of the table; seeds group within it
 
 # (method label, ablation label, overrides)
 ROWS = [
@@ -126,9 +128,9 @@ def main() -> None:
             ) if selected else results.find(CONFIG, overrides)  # fmt: skip
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
-    print(summary_table(current, ["labeled_fraction", "method", "ablation"]))
+    print(summary_table(current, ROW_KEYS))
     print("\n" + pseudo_label_table(current))
-    print("\n" + commands_table(current, ["labeled_fraction", "method", "ablation"]))
+    print("\n" + commands_table(current, ROW_KEYS))
     if not any(r["method"] != "supervised" for r in current):
         return  # no semi-supervised row recorded with this config: leave any older picture alone
     steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
@@ -183,19 +185,16 @@ def pseudo_label_table(records: list[dict]) -> str:
 
     names = ["pck_teacher", "pck_reviewer", "pck_target", "kept_fraction", "mask_precision",
              "reviewer_right_teacher_wrong", "teacher_right_reviewer_wrong"]  # fmt: skip
-    header = ["labeled_fraction", "method", "ablation", "passes/step", *names]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (fraction, method, ablation), group in row_groups(
-        records, ["labeled_fraction", "method", "ablation"]
-    ).items():
+    rows = []
+    for (fraction, method, ablation), group in row_groups(records, ROW_KEYS).items():
         passes = PASSES.get(f"{method} {ablation}", PASSES.get(method, "?"))
         values = []
         for name in names:
             found = [r.get("pseudo_quality", {}).get(name) for r in group]
             found = [v for v in found if v is not None]
             values.append(f"{statistics.mean(found):.1f}" if found else "-")
-        lines.append(f"| {fraction:.0%} | {method} | {ablation} | {passes} | " + " | ".join(values) + " |")
-    return "\n".join(lines)
+        rows.append([f"{fraction:.0%}", method, ablation, passes, *values])
+    return markdown_table([*ROW_KEYS, "passes/step", *names], rows)
 
 
 def curve_panels(records: list[dict]) -> dict[float, tuple[str, list[tuple[str, list]]]]:
