@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from runs import REPO, load_records, save_records
+from runs import REPO, comparable, load_records, save_records
 
 
 class Sources:
@@ -105,8 +105,7 @@ def main() -> None:
     except TrsposeError as error:
         sys.exit(f"error: {error}")
     cfg = config_from_dict(states[-1]["config"])
-    unnamed = lambda state: {k: v for k, v in state["config"].items() if k not in ("name", "output_dir")}  # noqa: E731
-    if any(unnamed(s) != unnamed(states[-1]) for s in states):
+    if any(comparable(s["config"]) != comparable(states[-1]["config"]) for s in states):
         sys.exit("error: the snapshots come from runs with different configs; pass the step_*.pt of one run")
     if "teacher" not in states[-1]["method"]:
         sys.exit(f"error: {args.snapshots[-1]} has no teacher (method '{cfg.method.name}'); pass the checkpoints "

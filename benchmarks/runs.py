@@ -36,7 +36,7 @@ def resolved_config(config: str, overrides: list[str]) -> dict:
     folder. This is a row's identity: a record counts for a row only if its run trained with exactly this."""
     from trspose.config import config_to_dict, load_config
 
-    return _comparable(config_to_dict(load_config(REPO / config, overrides)))
+    return comparable(config_to_dict(load_config(REPO / config, overrides)))
 
 
 def recorded_config(record: dict) -> dict | None:
@@ -56,12 +56,12 @@ def config_of_yaml(text: str | None) -> dict | None:
     if not text:
         return None
     try:
-        return _comparable(config_to_dict(config_from_dict(yaml.safe_load(text))))
+        return comparable(config_to_dict(config_from_dict(yaml.safe_load(text))))
     except TrsposeError:
         return None
 
 
-def _comparable(config: dict) -> dict:
+def comparable(config: dict) -> dict:
     """``config`` without the keys that do not change what a run trains (``RESUME_MAY_CHANGE``: its name and folder,
     data workers, evaluation batch size, which checkpoints it keeps...), so a row trained with more workers on
     another machine is the same row."""
@@ -365,9 +365,8 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_band
                         linestyle=style,
                     )
                 continue
-            aps = np.array(
-                [[dict(curve)[step] for step in common] for curve in seeds.values()]
-            )  # (seeds, steps)
+            by_step = [dict(curve) for curve in seeds.values()]
+            aps = np.array([[ap[step] for step in common] for ap in by_step])  # (seeds, steps)
             label = f"{group} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})"
             ax.plot(common, aps.mean(axis=0), label=label, linewidth=1.2, marker=".", color=colours[group])
             if len(seeds) > 1:
