@@ -13,9 +13,11 @@ picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps
 The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
 of --fractions and get a third seed at the lowest of them; the ablations run at that lowest budget only. A
-second table gives each row's network passes per step and its end-of-training pseudo-label quality
+second table pairs each semi-supervised row with supervised, mean teacher and TRS seed by seed (each seed draws its
+own labelled subset) and gives the share of the supervised-to-all-labels gap it closes; a third gives each row's
+network passes per step and its end-of-training pseudo-label quality
 (``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
-unlabelled people with hidden ground truth, kept share and precision of the confidence mask), a third each row's
+unlabelled people with hidden ground truth, kept share and precision of the confidence mask), a fourth each row's
 command, seeds and devices. A row whose run was interrupted resumes from its last checkpoint when the same command
 runs again.
 """
@@ -129,6 +131,7 @@ def main() -> None:
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     print(summary_table(current, ROW_KEYS))
+    print("\n" + paired_table(current))
     print("\n" + pseudo_label_table(current))
     print("\n" + commands_table(current, ROW_KEYS))
     if not any(r["method"] != "supervised" for r in current):
@@ -164,6 +167,41 @@ def gap_table_record(gap_table: ResultsFile, fraction: float, seed: int, extra: 
         SUPERVISED_CONFIG, [*subset, f"train.seed={seed}", f"data.split_seed={seed}", *extra]
     )
     return record if record is not None and record.get("curve") else None
+
+
+# Each seed draws its own labelled subset (split seed = seed), which moves AP more than most methods differ: a row
+# is also compared with these reference rows seed by seed, on the seeds both have.
+REFERENCES = [("supervised", "-"), ("mean_teacher", "-"), ("trs", "full")]
+
+
+def paired_table(records: list[dict]) -> str:
+    """Per semi-supervised row: the share of the gap between supervised and all labels that it closes (its mean
+    paired gain over supervised, over the all-labels mean minus the supervised mean on the paired seeds), and its
+    AP minus each reference row's at the same labelled fraction, seed by seed (mean ± sd over the paired seeds)."""
+    import statistics
+
+    groups = row_groups(records, ROW_KEYS)
+    upper = [r["ap"] for (fraction, *_), group in groups.items() if fraction == 1.0 for r in group]
+    rows = []
+    for (fraction, method, ablation), group in groups.items():
+        if method == "supervised":
+            continue
+        gap_closed, cells = "-", []
+        for reference in REFERENCES:
+            ap_of = {r["seed"]: r["ap"] for r in groups.get((fraction, *reference), [])}
+            paired = [r for r in group if r["seed"] in ap_of]
+            if reference == (method, ablation) or not paired:
+                cells.append("-")
+                continue
+            diffs = [r["ap"] - ap_of[r["seed"]] for r in paired]
+            sd = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
+            cells.append(f"{statistics.mean(diffs):+.1f}{sd} ({len(diffs)})")
+            if reference == REFERENCES[0] and upper:
+                gap = statistics.mean(upper) - statistics.mean(ap_of[r["seed"]] for r in paired)
+                gap_closed = f"{100 * statistics.mean(diffs) / gap:.0f} %"
+        rows.append([f"{fraction:.0%}", method, ablation, gap_closed, *cells])
+    heads = [f"AP - {m} {a.removeprefix('-')}".strip() + " (seeds)" for m, a in REFERENCES]
+    return markdown_table([*ROW_KEYS, "gap closed", *heads], rows)
 
 
 # Network passes per step, crops per pass (32 labelled + 32 unlabelled): forward+backward of the trained network(s),

@@ -186,6 +186,28 @@ def test_the_ssl_table_runs_the_ablations_at_the_lowest_budget_and_seeds_the_mai
     assert all(seeds == [0, 1] for *_, seeds in ssl_synthetic.table_jobs([0.01], [0, 1], -1))
 
 
+def test_the_ssl_tables_paired_comparison_subtracts_the_reference_rows_ap_seed_by_seed():
+    import ssl_synthetic
+
+    def rows(method, ablation, fraction, aps):
+        keys = {"method": method, "ablation": ablation, "labeled_fraction": fraction}
+        return [{**keys, "seed": seed, "ap": ap} for seed, ap in aps.items()]
+
+    records = [
+        *rows("supervised", "-", 0.01, {0: 10.0, 1: 12.0}),
+        *rows("mean_teacher", "-", 0.01, {0: 13.0, 1: 14.0}),
+        # seed 2 has no supervised or mean-teacher twin: left out of the comparison
+        *rows("trs", "full", 0.01, {0: 14.0, 1: 14.0, 2: 20.0}),
+        *rows("supervised", "all labels", 1.0, {0: 31.0, 1: 33.0}),
+    ]
+    lines = ssl_synthetic.paired_table(records).splitlines()
+    assert "gap closed" in lines[0] and "AP - mean_teacher (seeds)" in lines[0]
+    assert len(lines) == 4  # the semi-supervised rows only
+    # (3 + 2) / 2 = 2.5 AP over supervised, of a 32 - 11 = 21 AP gap
+    assert lines[2] == "| 1% | mean_teacher | - | 12 % | +2.5 ± 0.7 (2) | - | -0.5 ± 0.7 (2) |"
+    assert lines[3] == "| 1% | trs | full | 14 % | +3.0 ± 1.4 (2) | +0.5 ± 0.7 (2) | - |"
+
+
 def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     import ssl_synthetic
 
