@@ -175,16 +175,17 @@ REFERENCES = [("supervised", "-"), ("mean_teacher", "-"), ("trs", "full")]
 
 
 def paired_table(records: list[dict]) -> str:
-    """Per semi-supervised row: the share of the gap between supervised and all labels that it closes (its mean
-    paired gain over supervised, over the all-labels mean minus the supervised mean on the paired seeds), and its
-    AP minus each reference row's at the same labelled fraction, seed by seed (mean ± sd over the paired seeds)."""
+    """Per semi-supervised row: its AP minus each reference row's at the same labelled fraction, seed by seed
+    (mean ± sd over the seeds both have), and the share of the gap between supervised and all labels that it
+    closes: its mean paired gain over supervised, over the all-labels row's mean (all its seeds) minus the
+    supervised mean on the paired seeds ('-' without an all-labels row or a positive gap)."""
     import statistics
 
     groups = row_groups(records, ROW_KEYS)
-    upper = [r["ap"] for (fraction, *_), group in groups.items() if fraction == 1.0 for r in group]
+    upper = [r["ap"] for r in groups.get((1.0, *UPPER_BOUND[:2]), [])]
     rows = []
     for (fraction, method, ablation), group in groups.items():
-        if method == "supervised":
+        if method == "supervised" or fraction == 1.0:
             continue
         gap_closed, cells = "-", []
         for reference in REFERENCES:
@@ -196,8 +197,8 @@ def paired_table(records: list[dict]) -> str:
             diffs = [r["ap"] - ap_of[r["seed"]] for r in paired]
             sd = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
             cells.append(f"{statistics.mean(diffs):+.1f}{sd} ({len(diffs)})")
-            if reference == REFERENCES[0] and upper:
-                gap = statistics.mean(upper) - statistics.mean(ap_of[r["seed"]] for r in paired)
+            gap = statistics.mean(upper) - statistics.mean(ap_of[r["seed"]] for r in paired) if upper else 0.0
+            if reference == REFERENCES[0] and gap > 0:
                 gap_closed = f"{100 * statistics.mean(diffs) / gap:.0f} %"
         rows.append([f"{fraction:.0%}", method, ablation, gap_closed, *cells])
     heads = [f"AP - {m} {a.removeprefix('-')}".strip() + " (seeds)" for m, a in REFERENCES]

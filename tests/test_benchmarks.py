@@ -206,6 +206,14 @@ def test_the_ssl_tables_paired_comparison_subtracts_the_reference_rows_ap_seed_b
     # (3 + 2) / 2 = 2.5 AP over supervised, of a 32 - 11 = 21 AP gap
     assert lines[2] == "| 1% | mean_teacher | - | 12 % | +2.5 ± 0.7 (2) | - | -0.5 ± 0.7 (2) |"
     assert lines[3] == "| 1% | trs | full | 14 % | +3.0 ± 1.4 (2) | +0.5 ± 0.7 (2) | - |"
+    # one seed, no mean-teacher row, no all-labels row, no gap to close: no share, no sd, '-' where nothing pairs
+    lines = ssl_synthetic.paired_table(
+        [*rows("supervised", "-", 0.05, {0: 5.0}), *rows("trs", "full", 0.05, {0: 6.0})]
+    )
+    assert lines.splitlines()[2] == "| 5% | trs | full | - | +1.0 (1) | - | - |"
+    quick = [*rows("supervised", "-", 0.3, {0: 0.0}), *rows("trs", "full", 0.3, {0: 0.0})]
+    quick += rows("supervised", "all labels", 1.0, {0: 0.0})  # --quick: every AP 0
+    assert ssl_synthetic.paired_table(quick).splitlines()[2] == "| 30% | trs | full | - | +0.0 (1) | - | - |"
 
 
 def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
