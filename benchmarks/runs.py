@@ -236,6 +236,9 @@ def run_and_record(
         "resolved_config_yaml": resolved,
         "curve": learning_curve(run / "metrics.jsonl"),
         "pseudo_quality": last_pseudo_quality(run / "metrics.jsonl"),
+        # what the trainer has done since the fix; older records measured the reviewer after the evaluation had
+        # refreshed it (ssl_synthetic.py: reviewer_measures)
+        "pseudo_quality_of": "the reviewer the student learned from",
     }
 
 

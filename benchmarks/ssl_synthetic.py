@@ -219,7 +219,8 @@ PASSES = {
 def pseudo_label_table(records: list[dict]) -> str:
     """Per row: network passes per step and the end-of-training pseudo-label quality (mean over seeds, percent):
     PCK@0.1 of the teacher's, the reviewer's and the learned target's keypoints on unlabelled people, the kept
-    fraction and the precision of the confidence mask, and where the reviewer is right while the teacher is not."""
+    fraction and the precision of the confidence mask, and where the reviewer is right while the teacher is not;
+    '(n of m seeds)' where only n of the row's m records have the measure (``reviewer_measures``)."""
     import statistics
 
     names = ["pck_teacher", "pck_reviewer", "pck_target", "kept_fraction", "mask_precision",
@@ -229,11 +230,28 @@ def pseudo_label_table(records: list[dict]) -> str:
         passes = PASSES.get(f"{method} {ablation}", PASSES.get(method, "?"))
         values = []
         for name in names:
-            found = [r.get("pseudo_quality", {}).get(name) for r in group]
+            found = [reviewer_measures(r).get(name) for r in group]
             found = [v for v in found if v is not None]
-            values.append(f"{statistics.mean(found):.1f}" if found else "-")
+            seeds = f" ({len(found)} of {len(group)} seeds)" if 0 < len(found) < len(group) else ""
+            values.append(f"{statistics.mean(found):.1f}{seeds}" if found else "-")
         rows.append([f"{fraction:.0%}", method, ablation, passes, *values])
     return markdown_table([*ROW_KEYS, "passes/step", *names], rows)
+
+
+def reviewer_measures(record: dict) -> dict[str, float]:
+    """A record's ``pseudo_quality``, less the reviewer's measures where they describe a fresh copy of the teacher.
+    Records made before the trainer measured first and refreshed the reviewer after (those without
+    ``pseudo_quality_of``) measured a reviewer that an evaluation had just replaced by the teacher ('best' at a new
+    best, 'periodic' at every evaluation): it shows as no keypoint right for one and wrong for the other."""
+    quality = dict(record.get("pseudo_quality") or {})
+    copied = all(
+        quality.get(f"{a}_right_{b}_wrong") == 0.0
+        for a, b in (("reviewer", "teacher"), ("teacher", "reviewer"))
+    )
+    if copied and "pseudo_quality_of" not in record:
+        for name in ("pck_reviewer", "reviewer_right_teacher_wrong", "teacher_right_reviewer_wrong"):
+            quality.pop(name)
+    return quality
 
 
 def curve_panels(records: list[dict]) -> dict[float, tuple[str, list[tuple[str, list]]]]:

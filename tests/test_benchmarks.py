@@ -216,6 +216,35 @@ def test_the_ssl_tables_paired_comparison_subtracts_the_reference_rows_ap_seed_b
     assert ssl_synthetic.paired_table(quick).splitlines()[2] == "| 30% | trs | full | - | +0.0 (1) | - | - |"
 
 
+def test_the_pseudo_label_table_drops_reviewer_measures_of_a_fresh_teacher_copy_from_older_records():
+    import ssl_synthetic
+
+    keys = {"method": "trs", "ablation": "full", "labeled_fraction": 0.01}
+    quality = {"pck_teacher": 70.0, "pck_target": 70.0, "kept_fraction": 99.0, "mask_precision": 70.5}
+
+    def record(seed, reviewer, right, wrong, new=False):
+        measures = {"pck_reviewer": reviewer, "reviewer_right_teacher_wrong": right,
+                    "teacher_right_reviewer_wrong": wrong}  # fmt: skip
+        marker = {"pseudo_quality_of": "the reviewer the student learned from"} if new else {}
+        return {**keys, "seed": seed, "pseudo_quality": {**quality, **measures}, **marker}
+
+    older_copy, older, newer_agrees = (
+        record(0, 70.0, 0.0, 0.0),
+        record(1, 66.0, 3.0, 7.0),
+        record(2, 70.0, 0.0, 0.0, True),
+    )
+    assert "pck_reviewer" not in ssl_synthetic.reviewer_measures(
+        older_copy
+    )  # measured just after the refresh
+    assert ssl_synthetic.reviewer_measures(older) == older["pseudo_quality"]
+    assert ssl_synthetic.reviewer_measures(newer_agrees) == newer_agrees["pseudo_quality"]  # a real agreement
+    line = ssl_synthetic.pseudo_label_table([older_copy, older, newer_agrees]).splitlines()[2]
+    assert line == (
+        "| 1% | trs | full | F+B 64, F 32, reviewer F 32 | 70.0 | 68.0 (2 of 3 seeds) | 70.0 | 99.0 | 70.5 | "
+        "1.5 (2 of 3 seeds) | 3.5 (2 of 3 seeds) |"
+    )
+
+
 def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     import ssl_synthetic
 

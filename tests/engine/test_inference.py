@@ -13,7 +13,10 @@ from trspose.config import load_config
 from trspose.data.datasets import collate_pose
 from trspose.data.sources import load_instances
 from trspose.engine import build, trainer
+from trspose.engine.checkpoint import load_checkpoint
+from trspose.engine.inference import PseudoLabelProbe
 from trspose.methods.pseudo_labels import PseudoTarget
+from trspose.methods.trs import TeacherReviewerStudent
 
 
 def test_flip_test_is_unbiased():
@@ -147,3 +150,34 @@ def test_a_trs_run_logs_the_pseudo_label_quality_at_each_evaluation(stick_root, 
     ):
         assert 0.0 <= last[f"pseudo_quality/{name}"] <= 100.0, name
     assert last["pseudo_quality/pck_target"] == last["pseudo_quality/pck_teacher"]  # fusion 'separate'
+    # the reviewer measured at step 4 is the one steps 3 learned from (taken at its start), not a copy of the
+    # teacher taken after step 4
+    assert load_checkpoint(tmp_path / "probe" / "checkpoints" / "last.pt")["method"]["reviewer"]["steps"] == [
+        3
+    ]
+
+
+def test_the_pseudo_labels_are_measured_before_a_new_best_enters_the_reviewer(
+    stick_root, tmp_path, monkeypatch
+):
+    calls = []
+    measure, after_evaluation = PseudoLabelProbe.measure, TeacherReviewerStudent.after_evaluation
+    monkeypatch.setattr(
+        PseudoLabelProbe, "measure", lambda self, *a: calls.append("measure") or measure(self, *a)
+    )
+    monkeypatch.setattr(
+        TeacherReviewerStudent,
+        "after_evaluation",
+        lambda self, *a: calls.append("review") or after_evaluation(self, *a),
+    )
+    cfg = load_config(TINY, [
+        f"data.root={stick_root}", f"output_dir={tmp_path}", "name=order", "method.name=trs", "train.steps=2",
+        "train.eval_every=1", "method.burn_in_steps=1", "method.rampup_steps=1", "train.unlabeled_batch_size=2",
+        "method.reviewer.policy=best", "data.num_labeled=6",
+    ])  # fmt: skip
+    trainer.train(cfg)
+    assert calls == ["measure", "review", "measure", "review"]
+    records = [json.loads(line) for line in (tmp_path / "order" / "metrics.jsonl").read_text().splitlines()]
+    first, second = [r for r in records if r["kind"] == "eval"]
+    assert "pseudo_quality/pck_reviewer" not in first  # the store was empty when step 1 was measured
+    assert "pseudo_quality/pck_reviewer" in second

@@ -231,6 +231,9 @@ def _evaluate_and_select(
     quality of the pseudo-labels and, before the final step (whose validation ``fit`` logs as 'final'), validation
     AP."""
     method = run.method
+    # the pseudo-labels first: after_evaluation may snapshot the teacher into the reviewer ('best'), and the reviewer
+    # to measure is the one the student learned from until now, not a copy of the teacher
+    pseudo = run.pseudo_labels.measure(method, ctx.device) if run.pseudo_labels and ctx.is_main else {}
     holdout = {}
     if run.holdout is not None:
         holdout = {
@@ -239,7 +242,6 @@ def _evaluate_and_select(
         }
         method.after_evaluation(step, holdout[f"holdout/pck_{method.selection_candidate}"])
     validation = run.validation.validation_metrics(method.inference_model(), ctx) if step != t.steps else {}
-    pseudo = run.pseudo_labels.measure(method, ctx.device) if run.pseudo_labels and ctx.is_main else {}
     logger.log(step, {**holdout, **validation, **pseudo}, kind="eval")
     if t.select_on == "holdout" and holdout:
         score = holdout[f"holdout/pck_{method.selection_candidate}"]

@@ -66,20 +66,26 @@ class ReviewerStore:
             for store in (self.networks, self.scores, self.steps):
                 store.pop(drop)
 
-    def after_step(self, step: int, teacher: nn.Module, teacher_ready: bool) -> bool:
-        """Policies driven by the step count. Returns True when a snapshot was taken or updated."""
-        if not teacher_ready:
+    def before_step(self, step: int, teacher: nn.Module, teacher_ready: bool) -> bool:
+        """'periodic': at the start of every ``every``-th step, snapshot the teacher as the steps before left it.
+        Taken at the start of the step, not at the end of the one before, so that an evaluation in between (every
+        ``eval_every`` steps, usually a multiple of ``every``) measures the reviewer the student has been learning
+        from rather than a fresh copy of the teacher; the snapshot itself is the same network. Returns True when one
+        was taken."""
+        if self.cfg.policy != "periodic" or not teacher_ready or step == 0 or step % self.cfg.every:
             return False
-        if self.cfg.policy == "periodic" and (step + 1) % self.cfg.every == 0:
-            self.snapshot(teacher, step + 1, float(step + 1))
-            return True
-        if self.cfg.policy == "slow_ema":
-            if not self.networks:
-                self.snapshot(teacher, step + 1, 0.0)
-            else:
-                ema_update(self.networks[0], teacher, self.cfg.momentum)
-            return True
-        return False
+        self.snapshot(teacher, step, float(step))
+        return True
+
+    def after_step(self, step: int, teacher: nn.Module, teacher_ready: bool) -> bool:
+        """'slow_ema': after every optimiser step, move the reviewer towards the teacher. Returns True when it did."""
+        if self.cfg.policy != "slow_ema" or not teacher_ready:
+            return False
+        if not self.networks:
+            self.snapshot(teacher, step + 1, 0.0)
+        else:
+            ema_update(self.networks[0], teacher, self.cfg.momentum)
+        return True
 
     def after_evaluation(self, step: int, score: float, teacher: nn.Module, teacher_ready: bool) -> bool:
         """The 'best' policy: snapshot when and only when the teacher's hold-out score is a new best."""

@@ -109,6 +109,8 @@ class TeacherReviewerStudent(Method):
 
     def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
         self.step = step
+        if self.cfg.reviewer.policy != "none":
+            self.reviewer.before_step(step, self.teacher, self.teacher_ready)
         n_labeled = labeled.images.shape[0]
         generator = self._generator(step)
         labeled_images = labeled.images
