@@ -65,18 +65,20 @@ UPPER_BOUND = ("supervised", "all labels", ["method.name=supervised", NO_MFL])
 # The rows whose comparison is the table's point: the only ones at the higher budgets, and with a third seed at
 # the lowest. The ablations run at the lowest budget, where the semi-supervised gain is largest.
 MAIN_ROWS = {("supervised", "-"), ("mean_teacher", "-"), ("dual", "-"), ("trs", "full")}
+# The whole table: its labelled budgets, the seeds of every row, and the main rows' third seed at the lowest budget.
+DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_THIRD_SEED = [0.01, 0.05], [0, 1], 2
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05])
+    parser.add_argument("--fractions", type=float, nargs="+", default=DEFAULT_FRACTIONS)
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1],
+        "--seeds", type=int, nargs="+", default=DEFAULT_SEEDS,
         help="seeds of every row; the main rows at the lowest budget also get --third-seed",
     )  # fmt: skip
-    parser.add_argument("--third-seed", type=int, default=2, help="-1: none")
+    parser.add_argument("--third-seed", type=int, default=DEFAULT_THIRD_SEED, help="-1: none")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
         "--only", nargs="*", default=[], help="run only rows whose 'method/ablation' contains one of these"
@@ -136,10 +138,21 @@ def main() -> None:
     print("\n" + commands_table(current, ROW_KEYS))
     if not any(r["method"] != "supervised" for r in current):
         return  # no semi-supervised row recorded with this config: leave any older picture alone
+    if not args.quick and not whole_table(args.fractions, args.seeds, args.third_seed):
+        print("\ncurves not redrawn: --fractions / --seeds / --third-seed show part of the table; "
+              "--table-only without them redraws the pictures")  # fmt: skip
+        return
     steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
     for fraction, panel in curve_panels(current).items():  # one picture per labelled budget
         plot_curves({panel[0]: panel[1]}, out.with_name(f"{name}_{steps}_steps{name_part(args.extra)}_{fraction:g}_curves.png"),
                     seed_bands=True)  # fmt: skip
+
+
+def whole_table(fractions: list[float], seeds: list[int], third_seed: int) -> bool:
+    """Whether these options select the whole table (the default budgets and seeds), so that its pictures may be
+    redrawn: a part of it (one seed, one budget) would overwrite them with a subset under the same file name."""
+    whole = (DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_THIRD_SEED)
+    return (sorted(fractions), sorted(seeds), third_seed) == whole
 
 
 def table_jobs(

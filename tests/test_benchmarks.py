@@ -273,6 +273,17 @@ def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=1000"]) is None
 
 
+def test_only_the_whole_ssl_table_redraws_its_curves():
+    import ssl_synthetic
+
+    # the default budgets and seeds, in any order, are the whole table; a seed, a budget or no third seed are part
+    # of it, whose pictures would overwrite the table's under the same file name
+    assert ssl_synthetic.whole_table([0.05, 0.01], [1, 0], 2)
+    assert not ssl_synthetic.whole_table([0.05], [0, 1], 2)
+    assert not ssl_synthetic.whole_table([0.01, 0.05], [0], 2)
+    assert not ssl_synthetic.whole_table([0.01, 0.05], [0, 1], -1)
+
+
 def test_ssl_curve_panels_put_each_budget_beside_the_all_labels_runs():
     import ssl_synthetic
 
