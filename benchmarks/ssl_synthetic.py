@@ -9,7 +9,8 @@ Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides b
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
 unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl; each row's mean over its seeds in a band from their min to max), one
-picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png.
+picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png
+(redrawn only when the default --fractions, --seeds and --third-seed show the whole table).
 The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
 of --fractions and get a third seed at the lowest of them; the ablations run at that lowest budget only. A
