@@ -120,11 +120,19 @@ def load_config_text(text: str) -> ExperimentConfig:
         ("train.optimizer=sgd", "train.optimizer"),
         ("data.input_size=[30,20]", "data.input_size"),
         ("method.confidence_keep_fraction=0", "method.confidence_keep_fraction"),
+        ("method.reviewer.weight=-0.5", "method.reviewer.weight"),
+        ("method.reviewer.weight_mode=shared", "method.reviewer.weight_mode"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(overrides=[override])
+
+
+def test_a_reviewer_share_is_at_most_the_whole_consistency_weight():
+    assert load_config(overrides=["method.reviewer.weight=1.5"]).method.reviewer.weight == 1.5  # 'added'
+    with pytest.raises(ConfigError, match=r"at most 1 with method\.reviewer\.weight_mode=share"):
+        load_config(overrides=["method.reviewer.weight=1.5", "method.reviewer.weight_mode=share"])
 
 
 def test_yaml_file_with_base_and_unknown_key(tmp_path):

@@ -243,6 +243,8 @@ def validate(cfg: ExperimentConfig) -> None:
         (cfg.train.unlabeled_batch_size > 0 or cfg.method.name == "supervised",
          "train.unlabeled_batch_size must be > 0 for semi-supervised methods"),
         (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
+        (cfg.method.reviewer.weight >= 0.0 and (cfg.method.reviewer.weight_mode == "added" or cfg.method.reviewer.weight <= 1.0),
+         "method.reviewer.weight must be >= 0, and at most 1 with method.reviewer.weight_mode=share"),
         (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
         (0.0 < cfg.method.confidence_keep_fraction <= 1.0, "method.confidence_keep_fraction must be in (0, 1]"),
         (cfg.data.weak_view.half_body_prob == 0 and cfg.data.strong_view.half_body_prob == 0,

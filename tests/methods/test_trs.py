@@ -11,7 +11,8 @@ from trspose.data.keypoints import COCO17
 from trspose.data.sources import load_instances
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
-from trspose.methods.trs import sigmoid_rampup
+from trspose.methods.reviewer import ReviewerConfig
+from trspose.methods.trs import sigmoid_rampup, term_weights
 
 
 def test_sigmoid_rampup():
@@ -19,6 +20,14 @@ def test_sigmoid_rampup():
     assert sigmoid_rampup(10, start=10, length=100) == pytest.approx(math.exp(-5))
     assert sigmoid_rampup(110, start=10, length=100) == 1.0
     assert sigmoid_rampup(500, start=10, length=0) == 1.0
+
+
+def test_the_reviewer_weight_comes_on_top_of_the_teachers_or_out_of_it():
+    added, share = ReviewerConfig(weight=0.25), ReviewerConfig(weight=0.25, weight_mode="share")
+    assert term_weights(0.8, added, with_reviewer=True) == pytest.approx((0.8, 0.2))
+    # the share sums to mean teacher's 0.8; with an empty store the teacher has it all
+    assert term_weights(0.8, share, with_reviewer=True) == pytest.approx((0.6, 0.2))
+    assert term_weights(0.8, share, with_reviewer=False) == (0.8, 0.0)
 
 
 def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_path):
@@ -84,3 +93,28 @@ def test_pseudo_targets_by_fusion(stick_root, tmp_path, fusion):
     else:
         reviewer_wins = (reviewer.confidence > teacher.confidence)[..., None]
         torch.testing.assert_close(target.peaks, torch.where(reviewer_wins, reviewer.peaks, teacher.peaks))
+
+
+def test_a_shared_reviewer_weight_is_taken_out_of_the_teacher_term(stick_root, tmp_path):
+    """The same step with the same networks and draws: weight_mode 'share' differs from 'added' only by the
+    reviewer's share of the teacher term, ramp * weight * L_teacher."""
+    losses = {}
+    for mode in ("added", "share"):
+        cfg = tiny_semi_config(stick_root, tmp_path, "trs", "method.reviewer.policy=periodic", "method.reviewer.every=1",
+                               "method.reviewer.weight=0.25", f"method.reviewer.weight_mode={mode}")  # fmt: skip
+        torch.manual_seed(0)
+        method = build.build_method(cfg, build.build_model(cfg))
+        instances = load_instances(build.resolve_data(cfg), COCO17, "train")
+        labeled = collate_pose([build.build_dataset(cfg, instances, train=True)[(i, i)] for i in range(2)])
+        unlabeled_set = build.build_unlabeled(cfg, instances)
+        unlabeled = collate_unlabeled([unlabeled_set[(i, i)] for i in range(2)])
+        # ramped up: w(t) = consistency_weight
+        method.step = cfg.method.burn_in_steps + cfg.method.rampup_steps
+        method.reviewer.snapshot(method.teacher, step=0, score=0.0)
+        with torch.no_grad():
+            out = method.training_step(labeled, unlabeled, method.step)
+        losses[mode] = out.loss, out.metrics
+    (added, metrics), (share, share_metrics) = losses["added"], losses["share"]
+    assert metrics["weight/consistency"] == 1.0 and metrics["loss/reviewer"] > 0
+    torch.testing.assert_close(share_metrics["loss/teacher"], metrics["loss/teacher"])
+    torch.testing.assert_close(added - share, 0.25 * metrics["loss/teacher"])

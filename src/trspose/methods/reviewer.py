@@ -30,7 +30,12 @@ class ReviewerConfig:
     momentum: float = 0.9998
     """EMA momentum of the 'slow_ema' policy (the teacher uses method.ema_momentum)."""
     weight: float = 0.5
-    """Weight of the reviewer consistency term relative to the teacher's (mode 'separate')."""
+    """Weight of the reviewer consistency term (fusion 'separate'), as a fraction of method.consistency_weight."""
+    weight_mode: Literal["added", "share"] = "added"
+    """'added': the teacher term keeps the whole consistency weight and the reviewer's comes on top of it (the total
+    grows by ``weight`` once the store holds a network); 'share': the reviewer takes its ``weight`` out of the
+    teacher's (teacher 1 - weight, reviewer weight), so the total is mean teacher's and removing the reviewer
+    changes where the targets come from, not how much they weigh."""
     fusion: Literal["separate", "agreement", "confidence", "average"] = "separate"
     """'separate' (two weighted loss terms), 'agreement' or 'confidence' (one fused target per keypoint), or
     'average' (one target from the mean of the teacher's and the reviewer's heatmaps: an ensemble over time)."""

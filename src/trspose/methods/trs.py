@@ -2,6 +2,8 @@
 
 Per step (METHOD.md):
     L = L_sup(S(x_l), H_gt) + w_t(t) L_cons(S(strong(x_u)), A(T(weak(x_u)))) + w_r(t) L_cons(S(strong(x_u)), A(R(weak(x_u))))
+where w_r(t) = reviewer.weight * w(t) and w_t(t) = w(t) (reviewer.weight_mode 'added') or (1 - reviewer.weight) w(t)
+('share'), w(t) the ramped consistency weight.
 The teacher T is an EMA of the student S after a supervised burn-in; the reviewer R is a store of good past
 teachers (see reviewer.py). T and R predict in eval mode under no_grad and are never wrapped in DDP. The
 student sees labelled crops and strong views in ONE forward pass, so its BatchNorm statistics see both and
@@ -68,6 +70,15 @@ def sigmoid_rampup(step: int, start: int, length: int) -> float:
 def consistency_weight(step: int, cfg: TeacherStudentConfig) -> float:
     """Weight of the pseudo-label terms at ``step``: 0 during burn-in, then ramped up to consistency_weight."""
     return cfg.consistency_weight * sigmoid_rampup(step, cfg.burn_in_steps, cfg.rampup_steps)
+
+
+def term_weights(ramp: float, cfg: ReviewerConfig, with_reviewer: bool) -> tuple[float, float]:
+    """(teacher term, reviewer term) weights at consistency weight ``ramp``: the reviewer's comes on top of the
+    teacher's (weight_mode 'added') or out of it ('share'); without a reviewer term the teacher's is ``ramp``."""
+    if not with_reviewer:
+        return ramp, 0.0
+    reviewer = ramp * cfg.weight
+    return (ramp - reviewer if cfg.weight_mode == "share" else ramp), reviewer
 
 
 class TeacherReviewerStudent(Method):
@@ -138,10 +149,11 @@ class TeacherReviewerStudent(Method):
             lab(output.heatmaps), levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights
         )
         ramp = consistency_weight(step, self.cfg)
+        teacher_weight, reviewer_weight = term_weights(ramp, self.cfg.reviewer, reviewer_target is not None)
         teacher_loss, _ = multi_level_loss(
             unl(output.heatmaps), levels_u, teacher_target.heatmaps, teacher_target.weight, self.level_weights
         )
-        loss = supervised + ramp * teacher_loss
+        loss = supervised + teacher_weight * teacher_loss
         metrics.update(
             {
                 "loss/supervised": parts["main"].detach(),
@@ -157,7 +169,7 @@ class TeacherReviewerStudent(Method):
                 reviewer_target.weight,
                 self.level_weights,
             )
-            loss = loss + ramp * self.cfg.reviewer.weight * reviewer_loss
+            loss = loss + reviewer_weight * reviewer_loss
             metrics["loss/reviewer"] = reviewer_loss.detach()
         return StepOutput(loss, metrics)
 
