@@ -64,13 +64,17 @@ def config_of_yaml(text: str | None) -> dict | None:
 def comparable(config: dict) -> dict:
     """``config`` without the keys that do not change what a run trains (``RESUME_MAY_CHANGE``: its name and folder,
     data workers, evaluation batch size, which checkpoints it keeps...), so a row trained with more workers on
-    another machine is the same row."""
+    another machine is the same row. Likewise the reviewer's knobs where no reviewer is trained with (every method
+    but TRS, and TRS with ``reviewer.policy=none``): a change to TRS's reviewer leaves those rows standing."""
     from trspose.engine.run_folder import RESUME_MAY_CHANGE
 
     kept = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
     for key in RESUME_MAY_CHANGE:
         section, _, name = key.rpartition(".")
         (kept.get(section, {}) if section else kept).pop(name, None)
+    method = kept.get("method", {})
+    if method.get("name") != "trs" or method.get("reviewer", {}).get("policy") == "none":
+        method["reviewer"] = {"policy": "none"}
     return kept
 
 

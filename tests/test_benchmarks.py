@@ -48,9 +48,20 @@ def test_a_record_counts_for_the_row_whose_config_its_run_trained_with():
     for section, key in [("train", "keep_checkpoints"), ("data", "workers"), ("eval", "batch_size"),
                          ("eval", "pseudo_label_people")]:  # fmt: skip
         del full[section][key]
+    full["method"]["reviewer"] = {"policy": "none"}  # supervised training has no reviewer to configure
     assert runs.resolved_config(CONFIG, row) == {
         k: v for k, v in full.items() if k not in ("name", "output_dir")
     }
+
+
+def test_the_reviewers_knobs_count_only_for_runs_that_train_with_a_reviewer():
+    import ssl_synthetic
+
+    share = ["method.reviewer.weight_mode=share", "method.reviewer.weight=0.25"]
+    for method, ablation, overrides in ssl_synthetic.ROWS:
+        row = runs.resolved_config(ssl_synthetic.CONFIG, overrides)
+        same = row == runs.resolved_config(ssl_synthetic.CONFIG, [*overrides, *share])
+        assert same == (method != "trs" or ablation == "no reviewer"), (method, ablation)
 
 
 def test_run_names_from_overrides_are_single_folder_names():
