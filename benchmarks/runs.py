@@ -31,12 +31,13 @@ def save_records(records: list[dict], path: Path) -> None:
     write_json(records, path)  # atomic: an interrupted table keeps what it has
 
 
-def resolved_config(config: str, overrides: list[str]) -> dict:
+def resolved_config(config: str, overrides: list[str], unread: bool = False) -> dict:
     """What a run of ``config`` with ``overrides`` computes: its full config as a dict, without the run's name and
-    folder. This is a row's identity: a record counts for a row only if its run trained with exactly this."""
+    folder. This is a row's identity: a record counts for a row only if its run trained with exactly this.
+    ``unread``: keep the keys its method never reads, as a resumed run compares them (see ``comparable``)."""
     from trspose.config import config_to_dict, load_config
 
-    return comparable(config_to_dict(load_config(REPO / config, overrides)))
+    return comparable(config_to_dict(load_config(REPO / config, overrides)), unread)
 
 
 def recorded_config(record: dict) -> dict | None:
@@ -45,7 +46,7 @@ def recorded_config(record: dict) -> dict | None:
     return config_of_yaml(record.get("resolved_config_yaml"))
 
 
-def config_of_yaml(text: str | None) -> dict | None:
+def config_of_yaml(text: str | None, unread: bool = False) -> dict | None:
     """A resolved config YAML (a record's, or a run folder's ``config.yaml``) as ``resolved_config`` returns it;
     None when there is none or this version cannot read it."""
     import yaml
@@ -56,16 +57,17 @@ def config_of_yaml(text: str | None) -> dict | None:
     if not text:
         return None
     try:
-        return comparable(config_to_dict(config_from_dict(yaml.safe_load(text))))
+        return comparable(config_to_dict(config_from_dict(yaml.safe_load(text))), unread)
     except TrsposeError:
         return None
 
 
-def comparable(config: dict) -> dict:
+def comparable(config: dict, unread: bool = False) -> dict:
     """``config`` without the keys that do not change what a run trains (``RESUME_MAY_CHANGE``: its name and folder,
     data workers, evaluation batch size, which checkpoints it keeps...), so a row trained with more workers on
     another machine is the same row. Likewise the reviewer's knobs where no reviewer is trained with (every method
-    but TRS, and TRS with ``reviewer.policy=none``): a change to TRS's reviewer leaves those rows standing."""
+    but TRS, and TRS with ``reviewer.policy=none``): a change to TRS's reviewer leaves those rows standing; with
+    ``unread`` they stay, since ``trspose train --resume`` refuses any changed key."""
     from trspose.engine.run_folder import RESUME_MAY_CHANGE
 
     kept = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
@@ -73,7 +75,7 @@ def comparable(config: dict) -> dict:
         section, _, name = key.rpartition(".")
         (kept.get(section, {}) if section else kept).pop(name, None)
     method = kept.get("method", {})
-    if method.get("name") != "trs" or method.get("reviewer", {}).get("policy") == "none":
+    if not unread and method.get("name") != "trs" or method.get("reviewer", {}).get("policy") == "none":
         method["reviewer"] = {"policy": "none"}
     return kept
 
@@ -112,7 +114,7 @@ class ResultsFile:
             print(f"not recorded yet: {label}")
             return None
         run_name = name(wanted["train"]["steps"])
-        resume = interrupted(self.runs_dir / run_name, wanted)
+        resume = interrupted(self.runs_dir / run_name, resolved_config(config, overrides, unread=True))
         if resume:
             print(f"{run_name}: resuming the interrupted run", flush=True)
         record = run_and_record(
@@ -162,11 +164,12 @@ def name_part(overrides: list[str]) -> str:
 
 
 def interrupted(run: Path, wanted: dict) -> bool:
-    """Whether ``run`` is a run of the ``wanted`` config that can be resumed (it has ``checkpoints/last.pt``)."""
+    """Whether ``run`` is a run of the ``wanted`` config (``resolved_config(..., unread=True)``) that can be resumed
+    (it has ``checkpoints/last.pt``)."""
     saved = run / "config.yaml"
     if not (run / "checkpoints" / "last.pt").is_file() or not saved.is_file():
         return False
-    return config_of_yaml(saved.read_text()) == wanted
+    return config_of_yaml(saved.read_text(), unread=True) == wanted
 
 
 def train_command(

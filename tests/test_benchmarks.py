@@ -123,8 +123,12 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     monkeypatch.undo()
     run = runs_dir / "row"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
-    assert runs.interrupted(run, wanted)
-    assert not runs.interrupted(run, runs.resolved_config(config, [*overrides, "train.lr=3e-3"]))
+    assert runs.interrupted(run, runs.resolved_config(config, overrides, unread=True))
+    assert not runs.interrupted(run, runs.resolved_config(config, [*overrides, "train.lr=3e-3"], unread=True))
+    # a reviewer knob supervised training never reads: the same row, but `--resume` would refuse it, so start again
+    reviewer = [*overrides, "method.reviewer.weight=0.25"]
+    assert runs.resolved_config(config, reviewer) == wanted
+    assert not runs.interrupted(run, runs.resolved_config(config, reviewer, unread=True))
     first_records = (run / "metrics.jsonl").read_text().splitlines()[:3]
 
     real_run = runs.subprocess.run
