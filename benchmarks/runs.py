@@ -75,7 +75,7 @@ def comparable(config: dict, unread: bool = False) -> dict:
         section, _, name = key.rpartition(".")
         (kept.get(section, {}) if section else kept).pop(name, None)
     method = kept.get("method", {})
-    if not unread and method.get("name") != "trs" or method.get("reviewer", {}).get("policy") == "none":
+    if not unread and (method.get("name") != "trs" or method.get("reviewer", {}).get("policy") == "none"):
         method["reviewer"] = {"policy": "none"}
     return kept
 

@@ -62,6 +62,9 @@ def test_the_reviewers_knobs_count_only_for_runs_that_train_with_a_reviewer():
         row = runs.resolved_config(ssl_synthetic.CONFIG, overrides)
         same = row == runs.resolved_config(ssl_synthetic.CONFIG, [*overrides, *share])
         assert same == (method != "trs" or ablation == "no reviewer"), (method, ablation)
+        # but `trspose train --resume` compares every key: for resuming, a changed reviewer knob is another run
+        resumable = runs.resolved_config(ssl_synthetic.CONFIG, overrides, unread=True)
+        assert resumable != runs.resolved_config(ssl_synthetic.CONFIG, [*overrides, *share], unread=True)
 
 
 def test_run_names_from_overrides_are_single_folder_names():
