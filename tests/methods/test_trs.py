@@ -15,6 +15,14 @@ from trspose.methods.reviewer import ReviewerConfig
 from trspose.methods.trs import sigmoid_rampup, term_weights
 
 
+def batches(cfg, n: int):
+    """The first ``n`` labelled crops and unlabelled people of the tiny dataset, as one batch of each."""
+    instances = load_instances(build.resolve_data(cfg), COCO17, "train")
+    labeled = collate_pose([build.build_dataset(cfg, instances, train=True)[(i, i)] for i in range(n)])
+    unlabeled_set = build.build_unlabeled(cfg, instances)
+    return labeled, collate_unlabeled([unlabeled_set[(i, i)] for i in range(n)])
+
+
 def test_sigmoid_rampup():
     assert sigmoid_rampup(5, start=10, length=100) == 0.0
     assert sigmoid_rampup(10, start=10, length=100) == pytest.approx(math.exp(-5))
@@ -35,10 +43,7 @@ def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_pa
         stick_root, tmp_path, "trs", "method.reviewer.policy=periodic", "method.reviewer.every=1"
     )
     method = build.build_method(cfg, build.build_model(cfg))
-    instances = load_instances(build.resolve_data(cfg), COCO17, "train")
-    labeled = collate_pose([build.build_dataset(cfg, instances, train=True)[(i, i)] for i in range(4)])
-    unlabeled_set = build.build_unlabeled(cfg, instances)
-    unlabeled = collate_unlabeled([unlabeled_set[(i, i)] for i in range(4)])
+    labeled, unlabeled = batches(cfg, 4)
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
     seen = {}
     for step in range(4):
@@ -104,10 +109,7 @@ def test_a_shared_reviewer_weight_is_taken_out_of_the_teacher_term(stick_root, t
                                "method.reviewer.weight=0.25", f"method.reviewer.weight_mode={mode}")  # fmt: skip
         torch.manual_seed(0)
         method = build.build_method(cfg, build.build_model(cfg))
-        instances = load_instances(build.resolve_data(cfg), COCO17, "train")
-        labeled = collate_pose([build.build_dataset(cfg, instances, train=True)[(i, i)] for i in range(2)])
-        unlabeled_set = build.build_unlabeled(cfg, instances)
-        unlabeled = collate_unlabeled([unlabeled_set[(i, i)] for i in range(2)])
+        labeled, unlabeled = batches(cfg, 2)
         # ramped up: w(t) = consistency_weight
         method.step = cfg.method.burn_in_steps + cfg.method.rampup_steps
         method.reviewer.snapshot(method.teacher, step=0, score=0.0)
