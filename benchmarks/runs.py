@@ -117,6 +117,8 @@ class ResultsFile:
         resume = interrupted(self.runs_dir / run_name, resolved_config(config, overrides, unread=True))
         if resume:
             print(f"{run_name}: resuming the interrupted run", flush=True)
+        elif (kept := move_aside(self.runs_dir / run_name)) is not None:
+            print(f"{run_name}: a run of another config had this name; it is kept as {kept.name}", flush=True)
         record = run_and_record(
             config=config,
             name=run_name,
@@ -170,6 +172,21 @@ def interrupted(run: Path, wanted: dict) -> bool:
     if not (run / "checkpoints" / "last.pt").is_file() or not saved.is_file():
         return False
     return config_of_yaml(saved.read_text(), unread=True) == wanted
+
+
+def move_aside(run: Path) -> Path | None:
+    """Rename the folder ``run`` (and its segments file) to ``<name>.replaced-<time>`` if it holds a finished run, so
+    that a new run of that name (``--overwrite`` deletes the folder) does not take the logs and checkpoints of a run
+    of another config, whose record may stand for another design's table. An unfinished run of another config is
+    left to ``--overwrite``. Returns the new folder, or None."""
+    if not (run / "final_metrics.json").is_file():
+        return None
+    kept = run.with_name(f"{run.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+    run.rename(kept)
+    segments = run.parent / f"{run.name}.segments.json"
+    if segments.is_file():
+        segments.rename(kept.parent / f"{kept.name}.segments.json")
+    return kept
 
 
 def train_command(

@@ -165,6 +165,32 @@ def test_a_row_whose_run_was_interrupted_is_resumed_not_started_again(tmp_path, 
     assert json.loads((tmp_path / "results.json").read_text())[0]["ap"] == record["ap"]
 
 
+def test_a_finished_run_of_another_config_is_kept_beside_the_new_run_of_its_name(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "bench"
+    old = runs_dir / "row"
+    (old / "checkpoints").mkdir(parents=True)
+    (old / "final_metrics.json").write_text('{"val/AP": 31.5}')
+    (old / "checkpoints" / "last.pt").write_bytes(b"weights")
+    (runs_dir / "row.segments.json").write_text("[]")
+    calls = []
+
+    def train_and_record(**kwargs):  # what a new run of the name finds in its folder
+        calls.append({**kwargs, "folder_there": (runs_dir / kwargs["name"]).exists()})
+        return {"ap": 1.0, "wall_s": 1.0}
+
+    monkeypatch.setattr(runs, "run_and_record", train_and_record)
+    results = runs.ResultsFile(tmp_path / "results.json", runs_dir=runs_dir)
+    results.row(config=CONFIG, overrides=[], name=lambda steps: "row", labels={}, table_only=False)
+    assert len(calls) == 1 and not calls[0]["resume"] and not calls[0]["folder_there"]
+    (kept,) = runs_dir.glob("row.replaced-*[0-9]")
+    assert (kept / "final_metrics.json").read_text() == '{"val/AP": 31.5}'
+    assert (kept / "checkpoints" / "last.pt").read_bytes() == b"weights"
+    assert (runs_dir / f"{kept.name}.segments.json").read_text() == "[]"
+    # an unfinished run of another config cannot be resumed and holds no result: --overwrite replaces it
+    (runs_dir / "other" / "checkpoints").mkdir(parents=True)
+    assert runs.move_aside(runs_dir / "other") is None and (runs_dir / "other").is_dir()
+
+
 @pytest.mark.parametrize("fraction", [0.01, 1.0])
 def test_the_ssl_tables_supervised_rows_are_the_gap_tables_runs(fraction):
     import ssl_synthetic
