@@ -310,15 +310,15 @@ def last_pseudo_quality(metrics_file: Path) -> dict[str, float]:
 
 
 def summary_table(records: list[dict], keys: list[str]) -> str:
-    """Markdown table with one row per distinct value of ``keys``: seeds, AP mean ± sd and per seed (in seed
-    order), AP50, AR, wall time per run."""
+    """Markdown table with one row per distinct value of ``keys``: seeds, AP mean ± sd (no sd for one seed) and
+    per seed (in seed order), AP50, AR, wall time per run."""
     import statistics
 
     rows = []
     for values, group in row_groups(records, keys).items():
         aps = [r["ap"] for r in group]
-        sd = statistics.stdev(aps) if len(aps) > 1 else 0.0
-        rows.append([*_shown(keys, values), str(len(group)), f"{statistics.mean(aps):.1f} ± {sd:.1f}",
+        sd = f" ± {statistics.stdev(aps):.1f}" if len(aps) > 1 else ""  # one seed has no spread to show
+        rows.append([*_shown(keys, values), str(len(group)), f"{statistics.mean(aps):.1f}{sd}",
                      ", ".join(f"{ap:.1f}" for ap in aps), f"{statistics.mean(r['ap50'] for r in group):.1f}",
                      f"{statistics.mean(r['ar'] for r in group):.1f}",
                      f"{statistics.mean(r['wall_s'] for r in group) / 60:.1f}"])  # fmt: skip

@@ -414,6 +414,6 @@ def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_
     records = [rec("trs", 1, 12.0, "cpu B"), rec("sup", 0, 5.0), rec("trs", 0, 10.0)]
     summary = runs.summary_table(records, ["method"]).splitlines()
     assert summary[2] == "| trs | 2 | 11.0 ± 1.4 | 10.0, 12.0 | 22.0 | 12.0 | 10.0 |"
-    assert summary[3] == "| sup | 1 | 5.0 ± 0.0 | 5.0 | 10.0 | 6.0 | 10.0 |"
+    assert summary[3] == "| sup | 1 | 5.0 | 5.0 | 10.0 | 6.0 | 10.0 |"
     commands = runs.commands_table(records, ["method"]).splitlines()
     assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"
