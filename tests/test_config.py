@@ -2,8 +2,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_runs import tiny_semi_config
-from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, dump_yaml, load_config
+from tests.tiny_runs import TINY, tiny_semi_config
+from trspose.cli import main
+from trspose.config import (
+    ExperimentConfig,
+    check_training_schedule,
+    config_from_dict,
+    config_to_dict,
+    dump_yaml,
+    load_config,
+)
 from trspose.errors import ConfigError
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -215,3 +223,45 @@ def test_unlabelled_views_are_configurable_and_checked():
 def test_settings_that_would_do_nothing_are_config_errors(stick_root, tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         tiny_semi_config(stick_root, tmp_path, "trs", *overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [  # tiny: 6 steps, evaluations every 3; tiny_semi_config: burn-in 2
+        (["method.burn_in_steps=6"], r"method\.burn_in_steps \(6\) must be below train\.steps \(6\)"),
+        (["train.eval_every=6"], r"policy=best snapshots the teacher every train\.eval_every steps \(6\) after "
+                                 r"method\.burn_in_steps \(2\), .* set e\.g\. train\.eval_every=4 "),
+        (["train.eval_every=0"], r"policy=best .* every train\.eval_every steps \(0\)"),
+        (["method.reviewer.policy=periodic", "method.reviewer.every=6"], r"policy=periodic .*reviewer\.every=4 "),
+        (["method.reviewer.policy=periodic", "method.reviewer.every=0"], r"policy=periodic .* steps \(0\)"),
+    ],
+)  # fmt: skip
+def test_training_refuses_a_schedule_that_never_uses_the_unlabelled_data_or_the_reviewer(
+    stick_root, tmp_path, overrides, message
+):
+    cfg = tiny_semi_config(
+        stick_root, tmp_path, "trs", *overrides
+    )  # it loads: such a run's checkpoint evaluates
+    with pytest.raises(ConfigError, match=message):
+        check_training_schedule(cfg)
+
+
+def test_a_refused_schedule_is_one_error_line_before_any_run_folder(stick_root, tmp_path, capsys):
+    args = ["train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}", "method.name=trs",
+            "method.burn_in_steps=6"]  # fmt: skip
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("error: method.burn_in_steps (6) must be below train.steps (6)")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_reviewer_schedule_is_checked_only_where_a_reviewer_is_trained(stick_root, tmp_path):
+    """Snapshots before the last step are enough (the burn-in's end may fall between two of them); methods and
+    policies without snapshots accept any period."""
+    fine = [("trs", "method.reviewer.policy=periodic", "method.reviewer.every=5"),  # a snapshot at step 5 of 6
+            ("trs", "train.eval_every=0", "method.reviewer.policy=slow_ema"),
+            ("trs", "train.eval_every=0", "method.reviewer.policy=none"), ("mean_teacher", "train.eval_every=0")]  # fmt: skip
+    for method, *overrides in fine:
+        check_training_schedule(tiny_semi_config(stick_root, tmp_path, method, *overrides))
+    check_training_schedule(
+        load_config(overrides=["method.burn_in_steps=10000"])
+    )  # supervised has no burn-in

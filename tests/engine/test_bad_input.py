@@ -17,6 +17,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tests.stick_figures import write_stick_figure_dataset
+from tests.tiny_runs import tiny_semi_config
 from trspose.cli import main
 from trspose.config import config_to_dict, load_config
 from trspose.data.keypoints import COCO17
@@ -25,6 +26,7 @@ from trspose.engine import build, inference, jobs
 from trspose.engine.checkpoint import save_checkpoint
 from trspose.engine.distributed import DistributedContext
 from trspose.engine.inference import Predictions, coco_metrics
+from trspose.errors import ConfigError
 
 TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
 K = 17
@@ -136,6 +138,20 @@ def test_eval_max_images_restricts_ground_truth_and_predictions_to_the_same_imag
     first_two = sorted(image["id"] for image in val_annotations(root)["images"])[:2]
     assert run.validation.image_ids == first_two
     assert sorted({inst.image_id for inst in run.validation.dataset.instances}) == first_two
+
+
+def test_a_best_reviewer_without_a_labelled_hold_out_is_a_config_error(root, tmp_path):
+    """TRS's default reviewer is chosen on the hold-out: without one it would silently never be used."""
+    message = r"policy=best scores the teacher on the labelled hold-out, .* none"
+    for holdout in ("data.holdout_fraction=0", "data.num_labeled=2"):  # tiny's 0.2 of 2 people rounds to none
+        with pytest.raises(ConfigError, match=message):
+            build.build_training_run(
+                tiny_semi_config(root, tmp_path, "trs", holdout), None, DistributedContext()
+            )
+    slow_ema = tiny_semi_config(
+        root, tmp_path, "trs", "data.num_labeled=2", "method.reviewer.policy=slow_ema"
+    )
+    assert build.build_training_run(slow_ema, None, DistributedContext()).holdout is None
 
 
 def broken_copies(root: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -92,6 +92,12 @@ def build_training_run(
     files = resolve_data(cfg, ctx)
     train_people = load_instances(files, spec, "train")
     labeled, holdout = labeled_people(cfg, train_people, run_dir / "split.json" if run_dir else None)
+    if cfg.method.name == "trs" and cfg.method.reviewer.policy == "best" and not holdout:
+        raise ConfigError(
+            f"method.reviewer.policy=best scores the teacher on the labelled hold-out, and data.holdout_fraction="
+            f"{cfg.data.holdout_fraction:g} of {len(labeled)} labelled people rounds to none; raise "
+            "data.holdout_fraction or data.num_labeled, or choose another method.reviewer.policy"
+        )
     unlabeled, probe = None, None
     if method.uses_unlabeled:
         pool = unlabeled_people(cfg, files, train_people)

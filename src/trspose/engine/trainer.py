@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from trspose.config import ExperimentConfig, TrainConfig
+from trspose.config import ExperimentConfig, TrainConfig, check_training_schedule
 from trspose.data.datasets import collate_pose
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine.build import TrainingRun, build_training_run
@@ -78,6 +78,7 @@ def build_optimizer(t: TrainConfig, parameters) -> torch.optim.Optimizer:
 
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train from a config; returns the final validation metrics (percent)."""
+    check_training_schedule(cfg)
     ctx = setup_distributed()
     try:
         if ctx.is_main:

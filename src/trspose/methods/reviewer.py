@@ -28,7 +28,9 @@ class ReviewerConfig:
     every: int = 500
     """Period of the 'periodic' policy, in steps."""
     momentum: float = 0.9998
-    """EMA momentum of the 'slow_ema' policy (the teacher uses method.ema_momentum)."""
+    """EMA momentum of the 'slow_ema' policy (the teacher uses method.ema_momentum). Its time constant is
+    1 / (1 - momentum) steps: 5,000 for 0.9998, for runs of several times that many steps after the burn-in; a
+    shorter run needs a smaller one (benchmarks/ssl_synthetic.py's 2,000-step rows: 0.998)."""
     weight: float = 0.5
     """Weight of the reviewer consistency term (fusion 'separate'), as a fraction of method.consistency_weight."""
     weight_mode: Literal["added", "share"] = "added"
