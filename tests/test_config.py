@@ -239,9 +239,8 @@ def test_settings_that_would_do_nothing_are_config_errors(stick_root, tmp_path, 
 def test_training_refuses_a_schedule_that_never_uses_the_unlabelled_data_or_the_reviewer(
     stick_root, tmp_path, overrides, message
 ):
-    cfg = tiny_semi_config(
-        stick_root, tmp_path, "trs", *overrides
-    )  # it loads: such a run's checkpoint evaluates
+    # the config loads (a checkpoint of such a run still evaluates); only training refuses it
+    cfg = tiny_semi_config(stick_root, tmp_path, "trs", *overrides)
     with pytest.raises(ConfigError, match=message):
         check_training_schedule(cfg)
 
@@ -262,6 +261,5 @@ def test_a_reviewer_schedule_is_checked_only_where_a_reviewer_is_trained(stick_r
             ("trs", "train.eval_every=0", "method.reviewer.policy=none"), ("mean_teacher", "train.eval_every=0")]  # fmt: skip
     for method, *overrides in fine:
         check_training_schedule(tiny_semi_config(stick_root, tmp_path, method, *overrides))
-    check_training_schedule(
-        load_config(overrides=["method.burn_in_steps=10000"])
-    )  # supervised has no burn-in
+    # supervised training has no burn-in to check
+    check_training_schedule(load_config(overrides=["method.burn_in_steps=10000"]))

@@ -144,10 +144,9 @@ def test_a_best_reviewer_without_a_labelled_hold_out_is_a_config_error(root, tmp
     """TRS's default reviewer is chosen on the hold-out: without one it would silently never be used."""
     message = r"policy=best scores the teacher on the labelled hold-out, .* none"
     for holdout in ("data.holdout_fraction=0", "data.num_labeled=2"):  # tiny's 0.2 of 2 people rounds to none
+        cfg = tiny_semi_config(root, tmp_path, "trs", holdout)
         with pytest.raises(ConfigError, match=message):
-            build.build_training_run(
-                tiny_semi_config(root, tmp_path, "trs", holdout), None, DistributedContext()
-            )
+            build.build_training_run(cfg, None, DistributedContext())
     slow_ema = tiny_semi_config(
         root, tmp_path, "trs", "data.num_labeled=2", "method.reviewer.policy=slow_ema"
     )
