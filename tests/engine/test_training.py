@@ -352,3 +352,32 @@ def test_a_resume_in_another_precision_is_recorded_and_said(tmp_path, caplog):
     assert "resuming at step 250 in bf16 autocast; the previous sitting trained in float32" in caplog.text
     record = json.loads((tmp_path / "environment.json").read_text())
     assert record["precision"] == "float32" and record["resumed"][-1]["precision"] == "bf16 autocast"
+
+
+def test_the_recorded_revision_is_dirty_for_changed_code_not_for_new_benchmark_records(tmp_path):
+    from trspose.engine.run_folder import git_revision
+
+    def git(*args):
+        identity = ["-c", "user.name=t", "-c", "user.email=t@t"]
+        return subprocess.run(
+            ["git", *identity, *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        )
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "model.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "rows.json").write_text("[]\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD").stdout.strip()
+    src = tmp_path / "src"  # asked from a subfolder, as the package asks from its own
+    assert git_revision(src) == head
+    (tmp_path / "benchmarks" / "results" / "rows.json").write_text('[{"ap": 14.3}]\n')
+    (tmp_path / "benchmarks" / "results" / "curves.png").write_bytes(b"png")
+    assert git_revision(src) == head
+    (tmp_path / "src" / "model.py").write_text("x = 2\n")
+    assert git_revision(src) == head + "+dirty"
+    git("checkout", "-q", "src/model.py")
+    (tmp_path / "benchmarks" / "new_row.py").write_text("")
+    assert git_revision(src) == head + "+dirty"

@@ -86,23 +86,21 @@ def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
         )
 
 
-def git_revision() -> str:
+def git_revision(cwd: Path = Path(__file__).parent) -> str:
+    """HEAD of the checkout holding ``cwd`` (this package's), with '+dirty' when the checkout differs from it
+    outside ``benchmarks/results``: a benchmark that appends its records there between rows does not change the
+    code the next row runs."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd
         )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        return (
-            out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-            if out.returncode == 0
-            else "unknown"
-        )
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", ":(top)", ":(top,exclude)benchmarks/results"],
+            capture_output=True, text=True, timeout=5, cwd=cwd,
+        )  # fmt: skip
+        if head.returncode:
+            return "unknown"
+        return head.stdout.strip() + ("+dirty" if changed.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
