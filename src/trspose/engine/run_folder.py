@@ -94,12 +94,12 @@ def git_revision(cwd: Path = Path(__file__).parent) -> str:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd
         )
+        if head.returncode:
+            return "unknown"
         changed = subprocess.run(
             ["git", "status", "--porcelain", "--", ":(top)", ":(top,exclude)benchmarks/results"],
             capture_output=True, text=True, timeout=5, cwd=cwd,
         )  # fmt: skip
-        if head.returncode:
-            return "unknown"
         return head.stdout.strip() + ("+dirty" if changed.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
