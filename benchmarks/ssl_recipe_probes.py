@@ -1,0 +1,205 @@
+"""Recipe probes for the unlabelled phase: one change at a time to today's semi-supervised recipe, measured on mean
+teacher at 1 % labels against supervised training at the same schedule and budget (same seeds, same labelled
+subsets), to find what makes the unlabelled data count before the semi-supervised table is trained again.
+
+    python benchmarks/ssl_recipe_probes.py                          # train what is missing (hours on 2 CPU cores)
+    python benchmarks/ssl_recipe_probes.py --only joint_cutout      # the probes whose name contains one of these
+    python benchmarks/ssl_recipe_probes.py --seeds 0                # one seed of each
+    python benchmarks/ssl_recipe_probes.py --upper                  # also all labels at each probe's schedule
+    python benchmarks/ssl_recipe_probes.py --table-only             # no training: the probe table and its curves
+
+A probe is a list of overrides on top of the semi-supervised table's rows (benchmarks/ssl_synthetic.py): the mean
+teacher row takes all of them; the supervised row (and the all-labels row) only those that change supervised
+training (the step count and learning-rate schedule), so a probe of the unlabelled views reuses today's supervised
+runs. A row recorded already, here or in the table's files (ssl_synthetic.json, supervised_synthetic.json), with
+exactly the row's config is not trained again; an interrupted row resumes. New records go to
+benchmarks/results/ssl_recipe_probes.json; the curves (validation AP against step, one panel per probe, mean over
+seeds in a band from min to max) to benchmarks/results/ssl_recipe_probes_curves.png. A probe measured with one or
+two seeds is a probe, not a result: the table prints the paired spread beside every difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import dataclass, field
+
+from runs import REPO, ResultsFile, markdown_table, plot_curves
+from ssl_synthetic import CONFIG, NO_MFL, SUPERVISED_CONFIG
+
+FRACTION = 0.01  # the lowest budget of the table, where the semi-supervised gain has the most room
+
+
+@dataclass
+class Probe:
+    name: str
+    change: str
+    """What it changes, in words (the table's second column)."""
+    overrides: list[str]
+    """For the mean-teacher row."""
+    supervised: list[str] = field(default_factory=list)
+    """The subset of ``overrides`` that supervised training reads (it then trains its own row)."""
+
+
+TODAY = Probe(
+    "today", "the 2,000-step table's recipe: burn-in 500, ramp-up 500, decay x0.1 at 70 % and 90 %", []
+)
+# The literature's shape (PoseDual, MultiAugs): consistency at full weight almost from the start, decay late.
+LATE_DECAY = "train.milestones=[0.85,0.95]"
+PROBES = [
+    TODAY,
+    Probe(
+        "schedule",
+        "burn-in 100, ramp-up 100, decay at 85 % and 95 %",
+        ["method.burn_in_steps=100", "method.rampup_steps=100", LATE_DECAY],
+        [LATE_DECAY],
+    ),
+    Probe(
+        "steps_2x",
+        "4,000 steps (burn-in and ramp-up as today, decay at 70 % / 90 %)",
+        ["train.steps=4000"],
+        ["train.steps=4000"],
+    ),  # fmt: skip
+    Probe(
+        "steps_4x",
+        "8,000 steps (burn-in and ramp-up as today, decay at 70 % / 90 %)",
+        ["train.steps=8000"],
+        ["train.steps=8000"],
+    ),  # fmt: skip
+    # PoseDual's joint cutout: 5 patches of 20-40 px on a 192-px-wide crop around the other network's joints,
+    # about 9 % of the crop; at 96 px wide, 5 patches of 15 px (9.2 %). Today's random cutout stays as it is.
+    Probe(
+        "joint_cutout",
+        "cutout of 5 15-px patches around the teacher's joints on every strong view (PoseDual's 9 % of the crop)",
+        [
+            "method.joint_cutout.probability=1.0",
+            "method.joint_cutout.count=5",
+            "method.joint_cutout.patch_size=15",
+        ],
+    ),
+    Probe(
+        "unlabeled_batch_64", "64 unlabelled people per step instead of 32", ["train.unlabeled_batch_size=64"]
+    ),
+]
+MEAN_TEACHER = ["method.name=mean_teacher", NO_MFL]
+SUBSET = [f"data.labeled_fraction={FRACTION}", "data.split_mode=random"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="train only the probes whose name contains one of these"
+    )
+    parser.add_argument("--upper", action="store_true", help="also train all labels at each probe's schedule")
+    parser.add_argument(
+        "--table-only", action="store_true", help="train nothing: the table and curves from records"
+    )
+    args = parser.parse_args()
+    results_dir = REPO / "benchmarks" / "results"
+    out = ResultsFile(results_dir / "ssl_recipe_probes.json")
+    earlier = [
+        ResultsFile(results_dir / "ssl_synthetic.json"),
+        ResultsFile(results_dir / "supervised_synthetic.json"),
+    ]
+    rows = []
+    for probe in PROBES:
+        train = not args.table_only and (not args.only or any(o in probe.name for o in args.only))
+        for seed in args.seeds:
+            seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+            jobs = [
+                ("mean_teacher", CONFIG, [*SUBSET, *MEAN_TEACHER, *probe.overrides, *seeds]),
+                ("supervised", SUPERVISED_CONFIG, [*SUBSET, *probe.supervised, *seeds]),
+            ]
+            if args.upper or args.table_only:
+                jobs.append(("all_labels", SUPERVISED_CONFIG, [*probe.supervised, *seeds]))
+            for role, config, overrides in jobs:
+                found = next((r for f in earlier if (r := f.find(config, overrides)) is not None), None)
+                if found is None and role == "all_labels" and args.table_only:
+                    found = out.find(config, overrides)
+                elif found is None:
+                    labels = {"probe": probe.name, "method": role, "labeled_fraction": FRACTION, "seed": seed}
+                    found = out.row(
+                        config=config,
+                        overrides=overrides,
+                        name=lambda steps, p=probe.name, r=role, s=seed: f"probe_{p}_{r}_s{s}_{steps}steps",
+                        labels=labels,
+                        table_only=not train,
+                    )
+                if found is not None:
+                    rows.append({**found, "probe": probe.name, "role": role, "seed": seed})
+    print(probe_table(rows, args.seeds))
+    print("\n" + commands(rows))
+    if args.table_only:
+        panels = {
+            f"{p.name} ({FRACTION:.0%} labels)": [(f"{r['role']} s{r['seed']}", r["curve"]) for r in rows
+                                                  if r["probe"] == p.name and r["role"] != "all_labels"]
+            for p in PROBES
+        }  # fmt: skip
+        panels = {title: lines for title, lines in panels.items() if lines}
+        if panels:
+            plot_curves(panels, results_dir / "ssl_recipe_probes_curves.png", seed_bands=True)
+
+
+def probe_table(rows: list[dict], seeds: list[int]) -> str:
+    """Per probe: mean teacher's and supervised AP per seed, mean teacher minus supervised paired by seed, each
+    one's change from today's recipe (paired by seed), and the share of the gap to all labels that mean teacher
+    closes (all labels at the probe's schedule where recorded, else today's, marked *)."""
+
+    def ap(probe: str, role: str) -> dict[int, float]:
+        return {r["seed"]: r["ap"] for r in rows if r["probe"] == probe and r["role"] == role}
+
+    def paired(a: dict[int, float], b: dict[int, float]) -> tuple[str, float | None]:
+        diffs = [a[s] - b[s] for s in seeds if s in a and s in b]
+        if not diffs:
+            return "-", None
+        sd = f" ± {statistics.stdev(diffs):.1f}" if len(diffs) > 1 else ""
+        return f"{statistics.mean(diffs):+.1f}{sd} ({len(diffs)})", statistics.mean(diffs)
+
+    def per_seed(values: dict[int, float]) -> str:
+        return ", ".join(f"{values[s]:.1f}" if s in values else "-" for s in seeds)
+
+    table = []
+    for probe in PROBES:
+        teacher, supervised = ap(probe.name, "mean_teacher"), ap(probe.name, "supervised")
+        if not teacher and not supervised:
+            continue
+        gain, gain_value = paired(teacher, supervised)
+        upper, marked = ap(probe.name, "all_labels"), ""
+        if not upper:
+            upper, marked = ap(TODAY.name, "all_labels"), "*"
+        closed = "-"
+        shared = [s for s in seeds if s in teacher and s in supervised]
+        if gain_value is not None and upper:
+            gap = statistics.mean(upper.values()) - statistics.mean(supervised[s] for s in shared)
+            closed = f"{100 * gain_value / gap:.0f} %{marked}" if gap > 0 else "-"
+        teacher_change, _ = paired(teacher, ap(TODAY.name, "mean_teacher"))
+        supervised_change, _ = paired(supervised, ap(TODAY.name, "supervised"))
+        if not probe.supervised:
+            supervised_change = "today's runs"
+        wall = [r["wall_s"] / 60 for r in rows if r["probe"] == probe.name and r["role"] == "mean_teacher"]
+        table.append([
+            probe.name, probe.change, per_seed(teacher), per_seed(supervised), gain, closed,
+            teacher_change if probe is not TODAY else "-", supervised_change if probe is not TODAY else "-",
+            f"{statistics.mean(wall):.0f}" if wall else "-",
+        ])  # fmt: skip
+    header = ["probe", "change", f"mean teacher AP (seeds {', '.join(map(str, seeds))})", "supervised AP",
+              "mean teacher - supervised (seeds)", "gap closed", "mean teacher vs today", "supervised vs today",
+              "mean teacher wall min"]  # fmt: skip
+    return markdown_table(header, table)
+
+
+def commands(rows: list[dict]) -> str:
+    """Every record's command, seed and device, once (probes that share today's supervised runs list them once)."""
+    shown = list({r["command"]: r for r in rows}.values())
+    lines = [
+        [r["probe"], r["role"], str(r["seed"]), f"{r['ap']:.1f}", r["device"], f"`{r['command']}`"]
+        for r in shown
+    ]
+    return markdown_table(["probe", "row", "seed", "AP", "device", "command"], lines)
+
+
+if __name__ == "__main__":
+    main()
