@@ -104,6 +104,10 @@ class DataConfig:
     strong_view: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
     """The student's view of an unlabelled person: larger affine, colour jitter, blur (sigma in crop px),
     noise (0-255 units) and cutout (a fraction of the crop's shorter side)."""
+    strong_views: int = 1
+    """Strong views per unlabelled person and step (MultiAugs' several hard views): each an independent draw of
+    strong_view that learns from the teacher's one weak-view prediction; the student then sees
+    train.unlabeled_batch_size x strong_views unlabelled crops per step."""
 
 
 @dataclass
@@ -242,6 +246,7 @@ def validate(cfg: ExperimentConfig) -> None:
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
         (cfg.train.unlabeled_batch_size > 0 or cfg.method.name == "supervised",
          "train.unlabeled_batch_size must be > 0 for semi-supervised methods"),
+        (cfg.data.strong_views >= 1, "data.strong_views must be >= 1"),
         (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
         (cfg.method.reviewer.weight >= 0.0 and (cfg.method.reviewer.weight_mode == "added" or cfg.method.reviewer.weight <= 1.0),
          "method.reviewer.weight must be >= 0, and at most 1 with method.reviewer.weight_mode=share"),

@@ -13,7 +13,7 @@ from trspose.data.datasets import denormalize
 from trspose.data.geometry import affine_points, invert_affine, warp_heatmaps
 from trspose.data.keypoints import COCO17
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
-from trspose.data.unlabeled import UnlabeledViewsDataset, collate_unlabeled
+from trspose.data.unlabeled import UnlabeledViewsDataset, collate_unlabeled, view_to_view_heatmap_matrix
 
 torch.set_num_threads(1)
 
@@ -57,7 +57,7 @@ def test_weak_to_strong_aligns_teacher_heatmaps(dot_image):
     checked = []
     for b in range(10):
         weak_dot = affine_points([DOT], invert_affine(samples[b].weak_crop_to_image))[0]
-        strong_dot = affine_points([DOT], invert_affine(samples[b].strong_crop_to_image))[0]
+        strong_dot = affine_points([DOT], invert_affine(samples[b].strong_crop_to_image[0]))[0]
         inside = lambda p: 2 <= p[0] < 46 and 2 <= p[1] < 62  # noqa: E731
         if not (inside(weak_dot) and inside(strong_dot)):
             continue
@@ -89,6 +89,34 @@ def test_unlabeled_views_are_deterministic_per_draw(dot_image):
     )  # another draw of the same person
     batch = collate_unlabeled([a, b]).to("cpu")
     assert batch.weak_to_strong.shape == (2, 2, 3) and batch.ann_id.tolist() == [9, 9]
+
+
+def test_several_strong_views_share_one_weak_view_and_the_first_is_the_single_views(dot_image):
+    strong = StrongAugmentConfig(color_jitter=0.0, blur_prob=0.0, noise_prob=0.0, cutout_prob=0.0)
+    make = lambda views: UnlabeledViewsDataset(  # noqa: E731
+        [dot_image] * 4, COCO17, (64, 48), AugmentConfig(rotation_deg=20), strong, seed=3, strong_views=views
+    )
+    one, three = make(1), make(3)
+    batch = collate_unlabeled([three[(i, i)] for i in range(4)])
+    single = collate_unlabeled([one[(i, i)] for i in range(4)])
+    assert batch.weak.shape == (4, 3, 64, 48) and batch.strong.shape == (12, 3, 64, 48)
+    assert batch.weak_to_strong.shape == (12, 2, 3) and batch.flipped.shape == (12,) and len(batch) == 4
+    torch.testing.assert_close(batch.weak, single.weak)  # the weak view does not depend on the strong ones
+    torch.testing.assert_close(batch.strong[::3], single.strong)  # view 0 is the one-view run's strong view
+    torch.testing.assert_close(batch.weak_to_strong[::3], single.weak_to_strong)
+    for person in range(4):  # the three views of one person are three different draws
+        matrices = batch.weak_to_strong[3 * person : 3 * person + 3]
+        assert not torch.allclose(matrices[0], matrices[1]) and not torch.allclose(matrices[1], matrices[2])
+    # each view shows the dot where its own crop matrix says, and its weak_to_strong is made of that matrix
+    sample = three[(0, 0)]
+    for view in range(3):
+        strong_dot = affine_points([DOT], invert_affine(sample.strong_crop_to_image[view]))[0]
+        if 2 <= strong_dot[0] < 46 and 2 <= strong_dot[1] < 62:
+            assert np.abs(brightest(sample.strong[view]) - strong_dot).max() <= 1.0
+        expected = view_to_view_heatmap_matrix(
+            sample.weak_crop_to_image, sample.strong_crop_to_image[view], (64, 48), (16, 12)
+        )
+        np.testing.assert_allclose(sample.weak_to_strong[view], expected, atol=1e-5)
 
 
 def test_unlabeled_pool_includes_train_people_only_when_asked_and_jitters_boxes_by_seed():

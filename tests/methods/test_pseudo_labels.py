@@ -45,3 +45,19 @@ def test_keep_fraction_keeps_the_most_confident_pseudo_keypoints():
     assert half.weight.tolist() == [[1, 0, 0, 0], [1, 1, 0, 1]]
     nothing_above = make_pseudo_target(heatmaps, identity, no_flip, None, threshold=0.95, keep_fraction=0.5)
     assert nothing_above.weight.sum() == 0
+
+
+def test_each_persons_heatmaps_are_warped_into_each_of_its_strong_views():
+    heatmaps = torch.zeros(2, 4, 8, 8)
+    heatmaps[0, 1, 2, 3] = 0.9  # person 0: keypoint 1 at (x=3, y=2)
+    heatmaps[1, 2, 5, 4] = 0.8  # person 1: keypoint 2 at (x=4, y=5)
+    shift = lambda dx: torch.tensor([[1.0, 0.0, dx], [0.0, 1.0, 0.0]])  # noqa: E731
+    views = torch.stack([shift(0.0), shift(1.0), shift(2.0), shift(3.0)])  # two views per person, person by person
+    flipped = torch.tensor([False, True, False, False])
+    target = make_pseudo_target(heatmaps, views, flipped, torch.tensor([0, 2, 1, 3]), threshold=0.1)
+    assert target.heatmaps.shape == (4, 4, 8, 8) and target.weight.shape == (4, 4)
+    assert target.peaks[0, 1].tolist() == [3.0, 2.0] and target.weight[0].tolist() == [0, 1, 0, 0]
+    # person 0's second view is shifted by 1 and mirrored: keypoint 1 trades places with its partner 2
+    assert target.peaks[1, 2].tolist() == [4.0, 2.0] and target.weight[1].tolist() == [0, 0, 1, 0]
+    assert target.peaks[2, 2].tolist() == [6.0, 5.0] and target.peaks[3, 2].tolist() == [7.0, 5.0]
+    assert target.confidence[3, 2] == torch.tensor(0.8)

@@ -120,3 +120,17 @@ def test_a_shared_reviewer_weight_is_taken_out_of_the_teacher_term(stick_root, t
     assert metrics["weight/consistency"] == 1.0 and metrics["loss/reviewer"] > 0
     torch.testing.assert_close(share_metrics["loss/teacher"], metrics["loss/teacher"])
     torch.testing.assert_close(added - share, 0.25 * metrics["loss/teacher"])
+
+
+def test_mean_teacher_learns_from_every_strong_view_of_each_person(stick_root, tmp_path):
+    cfg = tiny_semi_config(stick_root, tmp_path, "mean_teacher", "data.strong_views=3")
+    method = build.build_method(cfg, build.build_model(cfg))
+    labeled, unlabeled = batches(cfg, 2)
+    assert unlabeled.weak.shape[0] == 2 and unlabeled.strong.shape[0] == 6
+    seen = []
+    hook = method.trainable["student"].register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    out = method.training_step(labeled, unlabeled, cfg.method.burn_in_steps)
+    hook.remove()
+    assert seen == [2 + 6] and torch.isfinite(out.loss)  # 2 labelled crops and 3 strong views of 2 people
+    targets = method.pseudo_targets(unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
+    assert targets["teacher"].heatmaps.shape[0] == 6

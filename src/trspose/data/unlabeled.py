@@ -6,7 +6,9 @@ view. ``weak_to_strong`` maps weak-view heatmap pixels to strong-view heatmap pi
 pseudo-targets aligned with the student's input (METHOD.md: the transform A between the views).
 
 The two views are drawn independently around the same person box (keypoints are ignored, so no
-half-body); regions of the strong view that the weak view did not see get zero pseudo-heatmaps.
+half-body); regions of the strong view that the weak view did not see get zero pseudo-heatmaps. A person can have
+several strong views (``strong_views``, MultiAugs' several hard views of one image), each drawn independently and
+each with its own ``weak_to_strong``; the teacher still predicts once, on the one weak view.
 """
 
 from __future__ import annotations
@@ -62,13 +64,13 @@ def _jitter_box(instance: PersonInstance, jitter: float, rng: np.random.Generato
 
 @dataclass
 class UnlabeledSample:
-    """Both views of one person (picklable for worker processes)."""
+    """The weak view and the V strong views of one person (picklable for worker processes)."""
 
     weak: torch.Tensor  # (3, H, W) float32 normalised
-    strong: torch.Tensor  # (3, H, W) float32 normalised
-    weak_to_strong: np.ndarray  # (2, 3) weak-heatmap px -> strong-heatmap px
-    flipped: bool  # strong mirrored relative to weak
-    strong_crop_to_image: np.ndarray  # (2, 3) strong crop px -> image px
+    strong: torch.Tensor  # (V, 3, H, W) float32 normalised
+    weak_to_strong: np.ndarray  # (V, 2, 3) weak-heatmap px -> each strong view's heatmap px
+    flipped: np.ndarray  # (V,) bool, each strong view mirrored relative to the weak view
+    strong_crop_to_image: np.ndarray  # (V, 2, 3) strong crop px -> image px
     weak_crop_to_image: np.ndarray  # (2, 3) weak crop px -> image px (pictures draw the ground truth with it)
     image_id: int
     ann_id: int
@@ -76,12 +78,13 @@ class UnlabeledSample:
 
 @dataclass
 class UnlabeledBatch(BatchMixin):
-    """A batch of weak/strong view pairs."""
+    """A batch of B people: one weak view each and V strong views each, the strong views person by person
+    (rows ``b * V`` to ``b * V + V - 1`` are person ``b``'s); V = 1 unless ``data.strong_views`` says more."""
 
     weak: torch.Tensor  # (B, 3, H, W) float32 normalised
-    strong: torch.Tensor  # (B, 3, H, W) float32 normalised
-    weak_to_strong: torch.Tensor  # (B, 2, 3) float32 weak-heatmap px -> strong-heatmap px
-    flipped: torch.Tensor  # (B,) bool, strong mirrored relative to weak (swap left/right channels)
+    strong: torch.Tensor  # (B * V, 3, H, W) float32 normalised
+    weak_to_strong: torch.Tensor  # (B * V, 2, 3) float32 weak-heatmap px -> strong-heatmap px
+    flipped: torch.Tensor  # (B * V,) bool, strong mirrored relative to weak (swap left/right channels)
     image_id: torch.Tensor  # (B,) long
     ann_id: torch.Tensor  # (B,) long
 
@@ -91,9 +94,9 @@ def collate_unlabeled(samples: Sequence[UnlabeledSample]) -> UnlabeledBatch:
 
     return UnlabeledBatch(
         weak=torch.stack([s.weak for s in samples]),
-        strong=torch.stack([s.strong for s in samples]),
-        weak_to_strong=torch.from_numpy(np.stack([s.weak_to_strong for s in samples]).astype(np.float32)),
-        flipped=torch.tensor([s.flipped for s in samples], dtype=torch.bool),
+        strong=torch.cat([s.strong for s in samples]),
+        weak_to_strong=torch.from_numpy(np.concatenate([s.weak_to_strong for s in samples]).astype(np.float32)),
+        flipped=torch.from_numpy(np.concatenate([s.flipped for s in samples])),
         image_id=torch.tensor([s.image_id for s in samples], dtype=torch.long),
         ann_id=torch.tensor([s.ann_id for s in samples], dtype=torch.long),
     )
@@ -116,7 +119,8 @@ def view_to_view_heatmap_matrix(
 
 
 class UnlabeledViewsDataset(torch.utils.data.Dataset):
-    """Weak + strong views of person boxes; deterministic per (seed, index, draw)."""
+    """A weak view and ``strong_views`` strong views of person boxes; deterministic per (seed, index, draw). The
+    first strong view is drawn as it was before there could be several, so one view reproduces earlier runs."""
 
     def __init__(
         self,
@@ -128,8 +132,10 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
         seed: int = 0,
         heatmap_size: Sequence[int] | None = None,
         normalization: Normalization = IMAGENET,
+        strong_views: int = 1,
     ) -> None:
         self.instances = list(instances)
+        self.strong_views = int(strong_views)
         self.normalization = normalization
         self.spec = spec
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -148,16 +154,20 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
         instance = dataclasses.replace(instance, keypoints=np.zeros_like(instance.keypoints))
         image = load_image(instance.image_path)  # (H, W, 3)
         weak = self.weak_transform(image, instance, sample_rng(self.seed, index, draw, WEAK_STREAM))
-        strong = self.strong_transform(image, instance, sample_rng(self.seed, index, draw, STRONG_STREAM))
-        weak_to_strong = view_to_view_heatmap_matrix(
-            weak.crop_to_image, strong.crop_to_image, self.input_size, self.heatmap_size
-        )
+        strong = [
+            self.strong_transform(image, instance, sample_rng(self.seed, index, draw, STRONG_STREAM + 100 * view))
+            for view in range(self.strong_views)
+        ]  # fmt: skip
+        weak_to_strong = [
+            view_to_view_heatmap_matrix(weak.crop_to_image, s.crop_to_image, self.input_size, self.heatmap_size)
+            for s in strong
+        ]
         return UnlabeledSample(
             weak=normalize_image(weak.crop, self.normalization),
-            strong=normalize_image(strong.crop, self.normalization),
-            weak_to_strong=weak_to_strong,
-            flipped=bool(weak.flipped != strong.flipped),
-            strong_crop_to_image=strong.crop_to_image,
+            strong=torch.stack([normalize_image(s.crop, self.normalization) for s in strong]),
+            weak_to_strong=np.stack(weak_to_strong),
+            flipped=np.array([weak.flipped != s.flipped for s in strong], dtype=bool),
+            strong_crop_to_image=np.stack([s.crop_to_image for s in strong]),
             weak_crop_to_image=weak.crop_to_image,
             image_id=instance.image_id,
             ann_id=instance.ann_id,

@@ -219,6 +219,7 @@ def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> U
     return UnlabeledViewsDataset(
         instances, keypoint_spec(cfg), d.input_size, d.weak_view, d.strong_view,
         seed=Seeds(cfg.train.seed).unlabeled, normalization=pixel_normalization(cfg.model),
+        strong_views=d.strong_views,
     )  # fmt: skip
 
 

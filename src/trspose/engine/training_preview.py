@@ -94,9 +94,11 @@ def _unlabeled_preview(cfg, method, files, train, path: Path, num: int) -> Path:
         generator = torch.Generator().manual_seed(cfg.train.seed)
         mixed, pasted, erased = method.perturb_strong_view(batch.strong, peaks, target.weight > 0, generator)
     panels = []
-    for i in range(len(samples)):
+    views = len(batch.strong) // len(samples)  # data.strong_views: each person's first strong view is shown
+    for person in range(len(samples)):
+        i = person * views
         weak = draw_pose(
-            _enlarge(denormalize(batch.weak[i], normalization)), _zoom_points(weak_keypoints[i]), spec
+            _enlarge(denormalize(batch.weak[person], normalization)), _zoom_points(weak_keypoints[person]), spec
         )
         strong = _blend_heatmaps(_enlarge(denormalize(batch.strong[i], normalization)), target.heatmaps[i])
         kept = np.concatenate([peaks[i].numpy(), 2.0 * target.weight[i, :, None].numpy()], axis=1)

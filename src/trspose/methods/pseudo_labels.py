@@ -26,12 +26,19 @@ def make_pseudo_target(
     threshold: float,
     keep_fraction: float = 1.0,
 ) -> PseudoTarget:
-    """Warp weak-view heatmaps into the strong view; keep keypoints whose weak peak >= threshold and whose
-    warped peak is still inside the strong view (a keypoint moved out of the crop is not a target).
+    """Warp weak-view heatmaps (B, K, h, w) into the strong view; keep keypoints whose weak peak >= threshold and
+    whose warped peak is still inside the strong view (a keypoint moved out of the crop is not a target). With
+    ``weak_to_strong`` and ``flipped`` for B * V strong views (V per person, person by person), each person's
+    heatmaps are warped into each of its V views: the target has B * V rows.
 
     ``keep_fraction`` < 1 also drops all but the most confident ``keep_fraction`` of the batch's kept keypoints
     (ties at the cut are kept, so slightly more can stay): a cut that follows the teacher's calibration, where a
     fixed threshold can keep everything or nothing."""
+    views = weak_to_strong.shape[0] // max(weak_heatmaps.shape[0], 1)
+    if views * weak_heatmaps.shape[0] != weak_to_strong.shape[0]:
+        raise ValueError(f"{weak_to_strong.shape[0]} strong views for {weak_heatmaps.shape[0]} weak views")
+    if views > 1:
+        weak_heatmaps = weak_heatmaps.repeat_interleave(views, dim=0)
     _, weak_confidence = argmax_heatmaps(weak_heatmaps)
     confidence = _permute(weak_confidence, flipped, flip_index)  # (B, K) in the strong view's keypoint order
     strong = warp_heatmaps(weak_heatmaps.float(), weak_to_strong, flip_index, flipped)  # (B, K, h, w)
