@@ -194,7 +194,6 @@ def test_a_finished_run_of_another_config_is_kept_beside_the_new_run_of_its_name
 @pytest.mark.parametrize("fraction", [0.01, 1.0])
 def test_the_ssl_tables_supervised_rows_are_the_gap_tables_runs(fraction):
     import ssl_synthetic
-
     from trspose.config import changed_keys
 
     subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
