@@ -171,6 +171,26 @@ def assert_same_tree(a, b, path="method"):
         assert a == b, path
 
 
+def test_burn_in_steps_load_no_unlabelled_people_and_the_first_batch_after_is_unchanged(
+    stick_root, tmp_path, monkeypatch
+):
+    from trspose.data.unlabeled import UnlabeledViewsDataset
+    from trspose.methods.trs import TeacherReviewerStudent
+
+    read, given = [], {}
+    original_item, original_step = UnlabeledViewsDataset.__getitem__, TeacherReviewerStudent.training_step
+    monkeypatch.setattr(UnlabeledViewsDataset, "__getitem__",
+                        lambda self, key: read.append(key[1]) or original_item(self, key))  # fmt: skip
+    monkeypatch.setattr(TeacherReviewerStudent, "training_step", lambda self, labeled, unlabeled, step: (
+        given.setdefault(step, None if unlabeled is None else unlabeled.ann_id.tolist()),
+        original_step(self, labeled, unlabeled, step))[1])  # fmt: skip
+    cfg = tiny_semi_config(stick_root, tmp_path, "mean_teacher", "train.steps=4", "train.eval_every=0")
+    trainer.train(cfg)
+    # burn-in 2 steps, 4 people a step: the draws of steps 2 and 3 are positions 8 to 15, as when every step read
+    assert read == list(range(8, 16))
+    assert given[0] is None and given[1] is None and len(given[2]) == len(given[3]) == 4
+
+
 def test_resume_refuses_a_changed_config_but_not_a_changed_worker_count(tmp_path):
     import yaml
 

@@ -52,7 +52,9 @@ def test_each_persons_heatmaps_are_warped_into_each_of_its_strong_views():
     heatmaps[0, 1, 2, 3] = 0.9  # person 0: keypoint 1 at (x=3, y=2)
     heatmaps[1, 2, 5, 4] = 0.8  # person 1: keypoint 2 at (x=4, y=5)
     shift = lambda dx: torch.tensor([[1.0, 0.0, dx], [0.0, 1.0, 0.0]])  # noqa: E731
-    views = torch.stack([shift(0.0), shift(1.0), shift(2.0), shift(3.0)])  # two views per person, person by person
+    views = torch.stack(
+        [shift(0.0), shift(1.0), shift(2.0), shift(3.0)]
+    )  # two views per person, person by person
     flipped = torch.tensor([False, True, False, False])
     target = make_pseudo_target(heatmaps, views, flipped, torch.tensor([0, 2, 1, 3]), threshold=0.1)
     assert target.heatmaps.shape == (4, 4, 8, 8) and target.weight.shape == (4, 4)

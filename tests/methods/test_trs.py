@@ -128,7 +128,9 @@ def test_mean_teacher_learns_from_every_strong_view_of_each_person(stick_root, t
     labeled, unlabeled = batches(cfg, 2)
     assert unlabeled.weak.shape[0] == 2 and unlabeled.strong.shape[0] == 6
     seen = []
-    hook = method.trainable["student"].register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    hook = method.trainable["student"].register_forward_hook(
+        lambda module, args, out: seen.append(len(args[0]))
+    )
     out = method.training_step(labeled, unlabeled, cfg.method.burn_in_steps)
     hook.remove()
     assert seen == [2 + 6] and torch.isfinite(out.loss)  # 2 labelled crops and 3 strong views of 2 people

@@ -95,7 +95,9 @@ def collate_unlabeled(samples: Sequence[UnlabeledSample]) -> UnlabeledBatch:
     return UnlabeledBatch(
         weak=torch.stack([s.weak for s in samples]),
         strong=torch.cat([s.strong for s in samples]),
-        weak_to_strong=torch.from_numpy(np.concatenate([s.weak_to_strong for s in samples]).astype(np.float32)),
+        weak_to_strong=torch.from_numpy(
+            np.concatenate([s.weak_to_strong for s in samples]).astype(np.float32)
+        ),
         flipped=torch.from_numpy(np.concatenate([s.flipped for s in samples])),
         image_id=torch.tensor([s.image_id for s in samples], dtype=torch.long),
         ann_id=torch.tensor([s.ann_id for s in samples], dtype=torch.long),
@@ -159,7 +161,9 @@ class UnlabeledViewsDataset(torch.utils.data.Dataset):
             for view in range(self.strong_views)
         ]  # fmt: skip
         weak_to_strong = [
-            view_to_view_heatmap_matrix(weak.crop_to_image, s.crop_to_image, self.input_size, self.heatmap_size)
+            view_to_view_heatmap_matrix(
+                weak.crop_to_image, s.crop_to_image, self.input_size, self.heatmap_size
+            )
             for s in strong
         ]
         return UnlabeledSample(

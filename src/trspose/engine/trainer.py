@@ -150,7 +150,7 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
             labeled = next(streams["labeled"]).to(ctx.device, non_blocking=True)
             unlabeled = (
                 next(streams["unlabeled"]).to(ctx.device, non_blocking=True)
-                if "unlabeled" in streams
+                if "unlabeled" in streams and step >= method.unlabeled_from_step
                 else None
             )
             with autocast(t.amp, ctx.device):
@@ -211,10 +211,12 @@ def _open_streams(run: TrainingRun, t: TrainConfig, ctx: DistributedContext, sta
                           start_step=start_step, workers=run.workers, pin_memory=pin),
     }  # fmt: skip
     if run.unlabeled is not None:
+        # Read from the end of the burn-in on (the batches of a step are a function of the step alone, so they are
+        # those an earlier start would give): burn-in steps load no unlabelled people they would not use.
         unlabeled = PositionDataset(run.unlabeled, seed=run.seeds.unlabeled)
         streams["unlabeled"] = stream(
             unlabeled, StreamSpec(t.unlabeled_batch_size, ctx.rank, ctx.world_size), collate_unlabeled,
-            start_step=start_step, workers=run.workers, pin_memory=pin,
+            start_step=max(start_step, run.method.unlabeled_from_step), workers=run.workers, pin_memory=pin,
         )  # fmt: skip
     return streams
 

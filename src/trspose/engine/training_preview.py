@@ -98,7 +98,9 @@ def _unlabeled_preview(cfg, method, files, train, path: Path, num: int) -> Path:
     for person in range(len(samples)):
         i = person * views
         weak = draw_pose(
-            _enlarge(denormalize(batch.weak[person], normalization)), _zoom_points(weak_keypoints[person]), spec
+            _enlarge(denormalize(batch.weak[person], normalization)),
+            _zoom_points(weak_keypoints[person]),
+            spec,
         )
         strong = _blend_heatmaps(_enlarge(denormalize(batch.strong[i], normalization)), target.heatmaps[i])
         kept = np.concatenate([peaks[i].numpy(), 2.0 * target.weight[i, :, None].numpy()], axis=1)

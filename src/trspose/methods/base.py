@@ -28,6 +28,9 @@ class Method:
 
     uses_unlabeled: bool = False
     """Whether training_step needs an unlabelled batch."""
+    unlabeled_from_step: int = 0
+    """The first step whose training_step reads its unlabelled batch (the end of a supervised burn-in): the trainer
+    loads none before it and passes None."""
     selection_candidate: str = "model"
     """The network of ``candidates()`` whose hold-out score selects 'best.pt' and drives the reviewer."""
 

@@ -45,6 +45,10 @@ class DualNetworks(Method):
         masks = (self.cfg.confidence_threshold, self.cfg.confidence_keep_fraction)
         return make_pseudo_target(heatmaps, weak_to_strong, flipped, flip_index, *masks)
 
+    @property
+    def unlabeled_from_step(self) -> int:
+        return self.cfg.burn_in_steps
+
     def pseudo_targets(self, weak, weak_to_strong, flipped) -> dict[str, PseudoTarget]:
         """The student's pseudo-labels (made by its partner, the teacher of this method) of weak views."""
         target = self._target("partner", weak, weak_to_strong, flipped)

@@ -115,6 +115,10 @@ class TeacherReviewerStudent(Method):
         return cls(student, level_weights, cfg, flip_index, seed=seed, rank=rank)
 
     @property
+    def unlabeled_from_step(self) -> int:
+        return self.cfg.burn_in_steps
+
+    @property
     def teacher_ready(self) -> bool:
         return self.step >= self.cfg.burn_in_steps
 
