@@ -82,8 +82,11 @@ PROBES = [
     ),
     # MultiAugs: several differently augmented hard views of each unlabelled person, each learning the teacher's
     # one prediction (the mean of their losses, so the consistency weight means what it means with one view)
-    Probe("hard_views_4", "4 strong views of each of the 32 unlabelled people a step (128 strong crops)",
-          ["data.strong_views=4"]),  # fmt: skip
+    Probe(
+        "hard_views_4",
+        "4 strong views of each of the 32 unlabelled people a step (128 strong crops)",
+        ["data.strong_views=4"],
+    ),  # fmt: skip
 ]
 MEAN_TEACHER = ["method.name=mean_teacher", NO_MFL]
 SUBSET = [f"data.labeled_fraction={FRACTION}", "data.split_mode=random"]

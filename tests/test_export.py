@@ -117,3 +117,28 @@ def test_export_bad_input_is_one_line(trained, exported, tmp_path, capsys):
     assert lines[0].startswith("error: ") and "opset" in lines[0]
     assert lines[-1].startswith("error: ") and "lone.json" in lines[-1]
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_a_sidecar_of_another_model_is_one_line_and_an_older_one_without_a_hash_still_runs(
+    exported, stick_root, tmp_path, capsys, caplog
+):
+    import shutil
+
+    meta = json.loads(exported.with_suffix(".json").read_text())
+    assert len(meta["onnx_sha256"]) == 64
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    shutil.copy(exported, foreign / "model.onnx")
+    # another export's sidecar: the same crop size and keypoints, another network
+    (foreign / "model.json").write_text(json.dumps({**meta, "onnx_sha256": "0" * 64}))
+    images = str(stick_root / "images" / "val")
+    for command in (["predict", str(foreign / "model.onnx"), images, "--out", str(tmp_path / "p")],
+                    ["eval", str(foreign / "model.onnx")]):  # fmt: skip
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "belongs to another model" in err and "\n" not in err
+    assert not (tmp_path / "p").exists()
+    older = {key: value for key, value in meta.items() if key != "onnx_sha256"}
+    (foreign / "model.json").write_text(json.dumps(older))
+    assert main(["predict", str(foreign / "model.onnx"), images, "--out", str(tmp_path / "p")]) == 0
+    assert "names no onnx_sha256" in caplog.text

@@ -6,10 +6,12 @@ Every user-facing problem is a ``TrsposeError``: printed as one ``error: ...`` l
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from trspose.errors import ConfigError, TrsposeError
+from trspose.io import free_megabytes, os_reason
 from trspose.paths import configure_body_model_cache
 
 
@@ -203,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         _run(args)
     except TrsposeError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a write outside trspose.io (a library's own file), e.g. on a full disk
+        where = f"{error.filename}: " if error.filename else ""
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        free = free_megabytes(error.filename or ".") if full else None
+        print(f"error: {where}{os_reason(error)}" + (f" ({free} MB free)" if free is not None else ""),
+              file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact, continue with --resume", file=sys.stderr)

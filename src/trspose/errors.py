@@ -19,3 +19,7 @@ class ConfigError(TrsposeError):
 
 class TrainingError(TrsposeError):
     """Training cannot go on (non-finite loss, existing run folder, incompatible checkpoint)."""
+
+
+class WriteError(TrsposeError):
+    """A file could not be written (a full disk, no permission); the message names it and the free space."""

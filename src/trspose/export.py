@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,8 @@ from trspose.data.transforms import BOX_PADDING
 from trspose.errors import ConfigError
 from trspose.io import write_json
 from trspose.models.pose_model import PoseModel, PoseOutput
+
+log = logging.getLogger(__name__)
 
 SIDECAR_FORMAT = "trspose-onnx/1"
 DEFAULT_OPSET = 18  # the lowest opset of torch's dynamo-based exporter
@@ -47,8 +51,17 @@ class HeatmapNetwork(nn.Module):
         return self.model(images).heatmaps
 
 
-def sidecar(cfg: ExperimentConfig, spec, *, checkpoint: str, opset: int) -> dict:
-    """What a runtime needs besides the network: the crop, the pixels, the heatmaps and how to decode them."""
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sidecar(cfg: ExperimentConfig, spec, *, checkpoint: str, opset: int, onnx_sha256: str) -> dict:
+    """What a runtime needs besides the network: the crop, the pixels, the heatmaps and how to decode them, and
+    the SHA-256 of the exported file, which names the one model.onnx this sidecar belongs to."""
     height, width = cfg.data.input_size
     mean, std = pixel_normalization(cfg.model)
     return {
@@ -85,6 +98,7 @@ def sidecar(cfg: ExperimentConfig, spec, *, checkpoint: str, opset: int) -> dict
             "averaged with the plain ones.",
         },
         "opset": opset,
+        "onnx_sha256": onnx_sha256,
         "source_checkpoint": str(checkpoint),
         "config": config_to_dict(cfg),
     }
@@ -115,7 +129,13 @@ def export_onnx(
         HeatmapNetwork(model.cpu()).eval(), tuple(cfg.data.input_size), out / "model.onnx", opset
     )
     write_json(
-        sidecar(cfg, build.keypoint_spec(cfg), checkpoint=str(checkpoint), opset=opset),
+        sidecar(
+            cfg,
+            build.keypoint_spec(cfg),
+            checkpoint=str(checkpoint),
+            opset=opset,
+            onnx_sha256=file_sha256(path),
+        ),  # fmt: skip
         path.with_suffix(".json"),
     )
     return path
@@ -192,5 +212,13 @@ def model_from_onnx(path: str | Path) -> tuple[ExperimentConfig, OnnxPoseModel]:
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT or "config" not in meta:
         raise ConfigError(
             f"{meta_path} is not a trspose ONNX sidecar (format {SIDECAR_FORMAT}); export again"
+        )
+    if "onnx_sha256" not in meta:
+        log.warning("%s names no onnx_sha256 (an export older than that check): it is not checked against %s",
+                    meta_path, path.name)  # fmt: skip
+    elif meta["onnx_sha256"] != file_sha256(path):
+        raise ConfigError(
+            f"{meta_path} belongs to another model: its onnx_sha256 is not that of {path}; keep each model.onnx "
+            "with the model.json exported beside it, or export again with 'trspose export CHECKPOINT'"
         )
     return config_from_dict(meta["config"]), OnnxPoseModel(path)

@@ -6,6 +6,7 @@ visibility flag (0 unlabelled, 1 occluded, 2 visible) or a confidence score.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from trspose.data.geometry import affine_points, box_to_center_scale, get_affine
 from trspose.data.keypoints import COCO17, KeypointSpec
 from trspose.data.transforms import BOX_PADDING, warp_image
 from trspose.errors import DataError
+from trspose.io import write_bytes, write_image
 
 LEFT_COLOUR = (60, 60, 255)  # BGR red: the person's left side
 RIGHT_COLOUR = (255, 140, 40)  # BGR blue: the person's right side
@@ -104,14 +106,13 @@ def save_grid(
         scale = max_width / grid.shape[1]
         grid = cv2.resize(grid, (max_width, round(grid.shape[0] * scale)), interpolation=cv2.INTER_AREA)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if palette:
         from PIL import Image
 
-        Image.fromarray(grid[..., ::-1]).quantize(colors=256).save(path, optimize=True)
-    else:
-        cv2.imwrite(str(path), grid, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    return path
+        encoded = io.BytesIO()
+        Image.fromarray(grid[..., ::-1]).quantize(colors=256).save(encoded, format="PNG", optimize=True)
+        return write_bytes(encoded.getbuffer(), path)
+    return write_image(grid, path, (cv2.IMWRITE_PNG_COMPRESSION, 9))
 
 
 def crop_person(

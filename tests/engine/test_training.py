@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from tests.interrupt import interrupt_supervised_training
-from tests.stick_figures import write_stick_figure_dataset
 from tests.tiny_runs import TINY, tiny_semi_config
 from trspose.cli import main
 from trspose.config import load_config
@@ -252,22 +251,6 @@ def test_cli_refuses_to_overwrite_a_run_and_reports_bad_input_in_one_line(stick_
         == 2
     )
     assert "nowhere" in capsys.readouterr().err
-
-
-def test_a_corrupt_training_image_is_one_line_naming_the_file(tmp_path, capsys):
-    root = write_stick_figure_dataset(tmp_path / "data", num_train=4, num_val=2)
-    (root / "images" / "train" / "000002.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    args = [
-        "train",
-        str(TINY),
-        f"data.root={root}",
-        f"output_dir={tmp_path}",
-        "data.workers=2",
-        "train.batch_size=4",
-    ]
-    assert main(args) == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]  # the lines before are the progress bar
-    assert last.startswith("error: ") and "000002.jpg" in last and "truncated" in last
 
 
 def test_predict_writes_results_and_overlays(stick_root, tmp_path):

@@ -264,15 +264,20 @@ def _far_outside(keypoints: np.ndarray, box: list[float]) -> bool:
     return bool((outside | (points[:, 1] < y - margin) | (points[:, 1] > y + h + margin)).any())
 
 
+_warned: set[tuple[str, str]] = set()  # (file, which warning): a file read twice in a command warns once
+
+
 def _warn(counts: dict, path: Path) -> None:
-    if counts["num_keypoints"]:
+    counts = {kind: found for kind, found in counts.items() if found and (str(path), kind) not in _warned}
+    _warned.update((str(path), kind) for kind in counts)
+    if counts.get("num_keypoints"):
         ann_id, count, labelled = counts["num_keypoints"][0]
         logger.warning(
             "%s: %d annotations give a num_keypoints other than their number of labelled keypoints (first: "
             "annotation id %s says %d, its flags %d); using the flags' count",
             path, len(counts["num_keypoints"]), ann_id, count, labelled,
         )  # fmt: skip
-    if counts["far outside"]:
+    if counts.get("far outside"):
         logger.warning(
             "%s: %d annotations have labelled keypoints far outside their bbox (first: annotation id %s); "
             "check that bbox is [x, y, width, height] in the same pixels as the keypoints",

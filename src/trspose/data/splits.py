@@ -4,7 +4,7 @@ A split is a plain dict (JSON-serialisable) keyed by (num_labeled, seed, mode):
 
 - ``labeled_ann_ids``: every labelled instance (``train_ann_ids`` + ``holdout_ann_ids``), file order;
 - ``holdout_ann_ids``: a seeded slice of the labelled set used to pick checkpoints and reviewer
-  snapshots without touching the validation set (METHOD.md, "comparing methods fairly");
+  snapshots without touching the validation set (docs/METHOD.md, "comparing methods fairly");
 - ``train_ann_ids``: the labelled instances the supervised loss sees when the holdout is kept out.
 
 ``mode="first"`` takes the first N instances in annotation-file order, as the literature's COCO

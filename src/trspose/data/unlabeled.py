@@ -3,7 +3,7 @@
 The teacher (and reviewer) predict heatmaps on the weak view; the student learns on the strong
 view. ``weak_to_strong`` maps weak-view heatmap pixels to strong-view heatmap pixels, so
 ``warp_heatmaps(teacher_heatmaps, batch.weak_to_strong, spec.flip_index(), batch.flipped)`` gives
-pseudo-targets aligned with the student's input (METHOD.md: the transform A between the views).
+pseudo-targets aligned with the student's input (docs/METHOD.md: the transform A between the views).
 
 The two views are drawn independently around the same person box (keypoints are ignored, so no
 half-body); regions of the strong view that the weak view did not see get zero pseudo-heatmaps. A person can have

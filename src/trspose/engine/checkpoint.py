@@ -8,6 +8,7 @@ torch, cuda), ``best_score``, ``best_step``.
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
@@ -15,15 +16,18 @@ import numpy as np
 import torch
 
 from trspose.errors import TrainingError
-from trspose.io import atomic_path
+from trspose.io import write_bytes
 
 CHECKPOINT_FORMAT = 1
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` to ``path`` atomically: a crash mid-write never leaves a half-written checkpoint."""
-    with atomic_path(path) as temporary:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, temporary)
+    """Write ``state`` to ``path`` atomically: a crash mid-write never leaves a half-written checkpoint. It is
+    serialised in memory first, so that a full disk is the system's reason in one line (``WriteError``), not
+    the serialiser's internal error, and the previous file stays whole."""
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buffer)
+    write_bytes(buffer.getbuffer(), path)
 
 
 def load_checkpoint(path: str | Path) -> dict:

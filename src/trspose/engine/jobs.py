@@ -19,6 +19,7 @@ from trspose.engine.distributed import DistributedContext, cleanup_distributed, 
 from trspose.engine.inference import print_metrics_table
 from trspose.errors import DataError
 from trspose.evaluation.coco_eval import write_results_json
+from trspose.io import write_image
 
 
 def model_from_checkpoint(
@@ -104,14 +105,13 @@ def draw_overlays(
     for r in results:
         by_image.setdefault(r["image_id"], []).append(r)
     chosen = sorted(by_image)[:max_images] if max_images else sorted(by_image)
-    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     canvases = []
     for image_id in chosen:
         canvas = cv2.cvtColor(load_image(paths[image_id]), cv2.COLOR_RGB2BGR)
         for person in by_image[image_id]:
             keypoints = np.asarray(person["keypoints"], dtype=np.float32).reshape(-1, 3)
             canvas = draw_pose(canvas, keypoints, spec, score_threshold=score_threshold)
-        cv2.imwrite(str(out_dir / "overlays" / f"{names[image_id]}.png"), canvas)
+        write_image(canvas, out_dir / "overlays" / f"{names[image_id]}.png")
         canvases.append(canvas)
     return save_grid(canvases[:16], out_dir / "grid.png")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from trspose.config import (
     load_config,
 )
 from trspose.errors import TrainingError, TrsposeError
-from trspose.io import write_json
+from trspose.io import append_line, finite_or_none, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,20 @@ def prepare_run_folder(cfg: ExperimentConfig, *, resume: bool, overwrite: bool) 
     last = run_dir / "checkpoints" / "last.pt"
     if resume:
         if not last.is_file():
-            raise TrainingError(f"cannot resume: '{last}' does not exist; start the run without --resume")
+            again = (
+                "start it again with --overwrite" if run_dir.exists() else "start the run without --resume"
+            )
+            raise TrainingError(
+                f"cannot resume: '{last}' does not exist (no checkpoint was written); {again}"
+            )
         check_resumed_config(cfg, run_dir / "config.yaml")
         return run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite and not last.is_file():
+            raise TrainingError(
+                f"run folder '{run_dir}' already exists and holds no checkpoint to resume (the run stopped before "
+                "its first one); pass --overwrite to start it again, or choose another name=..."
+            )
         if not overwrite:
             raise TrainingError(
                 f"run folder '{run_dir}' already exists; pass --resume to continue it, --overwrite to replace it, "
@@ -156,9 +165,12 @@ def write_run_metadata(
     run_dir: Path, config: dict, device: torch.device, world_size: int, precision: str = "float32"
 ) -> None:
     """``config.yaml`` (the resolved config, as ``config_to_dict`` gives it) and ``environment.json``."""
-    (run_dir / "config.yaml").write_text(dump_yaml(config))
-    record = {**environment_record(device, world_size), "precision": precision}
-    (run_dir / "environment.json").write_text(json.dumps(record, indent=2))
+    write_text(dump_yaml(config), run_dir / "config.yaml")
+    write_json(
+        {**environment_record(device, world_size), "precision": precision},
+        run_dir / "environment.json",
+        indent=2,
+    )
 
 
 def note_resumed_environment(
@@ -197,10 +209,9 @@ class MetricsLogger:
     def log(self, step: int, values: dict[str, float], kind: str = "train") -> None:
         if self.path is None:
             return
-        clean = {k: (v if math.isfinite(v) else None) for k, v in values.items()}  # nan (undefined) -> null
+        clean = finite_or_none(values)
         record = {"step": step, "kind": kind, "time": round(time.time(), 3), **clean}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(json.dumps(record), self.path)
         for key, value in clean.items():
             if value is not None:
                 self.writer.add_scalar(key, value, step)

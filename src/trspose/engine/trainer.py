@@ -43,7 +43,7 @@ from trspose.engine.run_folder import (
 )
 from trspose.engine.schedules import learning_rate_factor
 from trspose.errors import TrainingError, TrsposeError
-from trspose.io import atomic_path, write_json
+from trspose.io import atomic_path, finite_or_none, remove_temporaries, write_json, write_text
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +92,14 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
             if ctx.is_main and not resume:  # a new run that never started: rerunning needs no --overwrite
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        metrics = fit(run, cfg.train, run_dir, ctx, resume=resume)
+        try:
+            metrics = fit(run, cfg.train, run_dir, ctx, resume=resume)
+        except BaseException:
+            # A new run that stops before its first checkpoint (an image that cannot be decoded, an interrupt)
+            # has nothing to resume from: leave nothing that would refuse the corrected rerun.
+            if ctx.is_main and not resume and not (run_dir / "checkpoints" / "last.pt").exists():
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         if ctx.is_main:
             print_metrics_table(metrics, title=f"{cfg.name}: validation")
         return metrics
@@ -118,6 +125,8 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
     start_step, best = 0, {"score": -math.inf, "step": -1}
     checkpoints = run_dir / "checkpoints"
     if resume:
+        if ctx.is_main:  # a checkpoint write killed halfway left its temporary: nothing else writes here now
+            remove_temporaries(checkpoints)
         state = load_checkpoint(checkpoints / "last.pt")
         method.load_state_dict(state["method"])
         method.to(ctx.device)
@@ -197,8 +206,7 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
     final = run.validation.validation_metrics(method.inference_model(), ctx, progress=True)
     if ctx.is_main:
         logger.log(t.steps, final, kind="final")
-        finite = {k: (v if math.isfinite(v) else None) for k, v in final.items()}  # undefined (nan) -> null
-        write_json({"step": t.steps, **finite}, run_dir / "final_metrics.json", indent=2)
+        write_json({"step": t.steps, **finite_or_none(final)}, run_dir / "final_metrics.json", indent=2)
     logger.close()
     return final
 
@@ -294,4 +302,4 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    write_text("".join(line + "\n" for line in kept), path)

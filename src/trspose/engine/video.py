@@ -14,6 +14,8 @@ whole frame. It ships no detector: for several people, or people entering and le
 from __future__ import annotations
 
 import csv
+import io
+import os
 from pathlib import Path
 
 import cv2
@@ -29,7 +31,7 @@ from trspose.data.transforms import TopDownTransform
 from trspose.engine import build
 from trspose.engine.inference import predict_crops
 from trspose.errors import DataError
-from trspose.io import read_json, write_json
+from trspose.io import read_json, temporary_path, write_error, write_json, write_text
 from trspose.visualize import draw_pose
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -109,6 +111,59 @@ def csv_header(names: list[str]) -> list[list[str]]:
     ]
 
 
+def csv_text(names: list[str], rows: list[list]) -> str:
+    """The per-frame CSV: :func:`csv_header`, then one row per frame and person."""
+    text = io.StringIO(newline="")
+    table = csv.writer(text)
+    table.writerows(csv_header(names))
+    table.writerows(rows)
+    return text.getvalue()
+
+
+class SkeletonVideo:
+    """The video of drawn skeletons, written to a temporary beside its final name and checked when closed.
+    OpenCV's writer reports no errors (a full disk loses frames silently), so the finished file's frames are
+    counted, and only a complete file takes the final name."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = path, fps
+        self.temporary = temporary_path(path)
+        self.writer: cv2.VideoWriter | None = None
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            height, width = frame.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            self.writer = cv2.VideoWriter(str(self.temporary), fourcc, self.fps, (width, height))
+            if not self.writer.isOpened():
+                raise write_error(self.path, "OpenCV cannot open a video writer for it")
+        self.writer.write(frame)
+        self.frames += 1
+
+    def check(self) -> None:
+        """Finish the file and count its frames; a short file is removed and is a ``WriteError``."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        reader = cv2.VideoCapture(str(self.temporary))
+        written = int(reader.get(cv2.CAP_PROP_FRAME_COUNT)) if reader.isOpened() else 0
+        reader.release()
+        if written != self.frames:
+            self.temporary.unlink(missing_ok=True)
+            raise write_error(self.path, f"the finished file holds {written} of its {self.frames} frames")
+
+    def close(self, keep: bool) -> None:
+        """Give the checked file its name (``keep``), or remove it (after an error)."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if keep:
+            os.replace(self.temporary, self.path)
+        else:
+            self.temporary.unlink(missing_ok=True)
+
+
 @torch.no_grad()
 def predict_video(
     checkpoint: str | Path,
@@ -148,7 +203,7 @@ def predict_video(
         "csv": out_dir / f"{video.stem}.csv",
         "video": out_dir / f"{video.stem}.skeletons.mp4",
     }
-    writer = None
+    skeletons = SkeletonVideo(paths["video"], fps / every)
     results: list[dict] = []
     rows: list[list] = []
     previous: np.ndarray | None = None  # the followed person's box, from the previous processed frame
@@ -197,24 +252,26 @@ def predict_video(
                     canvas = draw_pose(canvas, flat, spec, score_threshold=score_threshold)
                 if frame_boxes is None:
                     previous = box_from_keypoints(keypoints[0], scores[0], (height, width), score_threshold)
-            if writer is None:
-                fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                writer = cv2.VideoWriter(str(paths["video"]), fourcc, fps / every, (width, height))
-            writer.write(canvas)
+            skeletons.write(canvas)
             processed += 1
             bar.update(1)
+    except BaseException:
+        skeletons.close(keep=False)
+        raise
     finally:
         bar.close()
         capture.release()
-        if writer is not None:
-            writer.release()
     if processed == 0:
         raise DataError(f"{video}: no frames could be read; check that the file is a complete video")
-    write_json(results, paths["predictions"])
-    with paths["csv"].open("w", newline="") as handle:
-        writer_csv = csv.writer(handle)
-        writer_csv.writerows(csv_header(list(spec.names)))
-        writer_csv.writerows(rows)
+    skeletons.check()
+    try:  # the video takes its name last, so a failed JSON or CSV write leaves no video behind either
+        write_json(results, paths["predictions"])
+        write_text(csv_text(list(spec.names), rows), paths["csv"])
+    except BaseException:
+        paths["predictions"].unlink(missing_ok=True)
+        skeletons.close(keep=False)
+        raise
+    skeletons.close(keep=True)
     print(
         f"{video.name}: {processed} frames, {len(results)} people -> {', '.join(str(p) for p in paths.values())}"
     )

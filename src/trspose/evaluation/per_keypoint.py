@@ -18,12 +18,14 @@ keypoint:
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 
 from trspose.data.geometry import box_to_center_scale
 from trspose.data.transforms import BOX_PADDING
+from trspose.io import write_bytes
 
 METRICS = ("oks", "pck@0.05", "pck@0.1", "error_px", "swap_rate")
 SWAP_SIMILARITY = 0.5  # Ronchi & Perona's threshold between "at this joint" and "not"
@@ -191,5 +193,7 @@ def plot_per_keypoint(names, metrics: dict[str, np.ndarray], path, title: str = 
     bottom.grid(axis="y", alpha=0.3)
     bottom.set_xticks(x, names, rotation=45, ha="right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    encoded = io.BytesIO()
+    fig.savefig(encoded, format="png", dpi=110)
     plt.close(fig)
+    write_bytes(encoded.getbuffer(), path)

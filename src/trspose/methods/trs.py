@@ -1,6 +1,6 @@
 """Teacher-Reviewer-Student (TRS) and, with the reviewer, MFL and Keypoint-Mix switched off, mean teacher.
 
-Per step (METHOD.md):
+Per step (docs/METHOD.md):
     L = L_sup(S(x_l), H_gt) + w_t(t) L_cons(S(strong(x_u)), A(T(weak(x_u)))) + w_r(t) L_cons(S(strong(x_u)), A(R(weak(x_u))))
 where w_r(t) = reviewer.weight * w(t) and w_t(t) = w(t) (reviewer.weight_mode 'added') or (1 - reviewer.weight) w(t)
 ('share'), w(t) the ramped consistency weight.

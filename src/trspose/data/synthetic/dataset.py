@@ -21,7 +21,7 @@ from pathlib import Path
 
 from trspose.data.synthetic.generate import SizeSpec, default_workers, generate_split, now_iso, task_runner
 from trspose.errors import DataError
-from trspose.io import write_json
+from trspose.io import os_reason, write_error, write_json
 from trspose.paths import cache_dir
 
 SIZES: dict[str, SizeSpec] = {
@@ -138,6 +138,10 @@ def _generate_atomically(target: Path, size: str, seed: int, workers: int, progr
         if target.exists():
             shutil.rmtree(target)
         os.replace(temporary, target)
+    except OSError as error:
+        # a full disk mid-generation (also in a worker process): the partial folder goes, one line says why
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise write_error(target, os_reason(error)) from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

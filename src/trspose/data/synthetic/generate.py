@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from trspose.data.keypoints import COCO17
+from trspose.io import write_text
 
 SPLIT_CODES = {"train": 0, "val": 1}
 JPEG_QUALITY = (60, 95)  # drawn per image
@@ -101,8 +102,7 @@ def generate_split(
     bar.close()
     coco = coco_document(sorted(results), spec.image_size, split)
     path = root / "annotations" / f"person_keypoints_{split}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(coco, separators=(",", ":")))
+    write_text(json.dumps(coco, separators=(",", ":")), path)
     counts = {"images": len(coco["images"]), "annotations": len(coco["annotations"])}
     return counts, timings
 
