@@ -28,7 +28,7 @@ import yaml
 from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
-from trspose.methods.trs import TeacherStudentConfig
+from trspose.methods.teacher_student import TeacherStudentConfig
 from trspose.models.catalog import backbone_normalization
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.

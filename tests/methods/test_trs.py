@@ -12,7 +12,8 @@ from trspose.data.sources import load_instances
 from trspose.data.unlabeled import collate_unlabeled
 from trspose.engine import build
 from trspose.methods.reviewer import ReviewerConfig
-from trspose.methods.trs import sigmoid_rampup, term_weights
+from trspose.methods.teacher_student import sigmoid_rampup
+from trspose.methods.trs import term_weights
 
 
 def batches(cfg, n: int):

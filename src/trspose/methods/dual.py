@@ -13,7 +13,7 @@ from torch import nn
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.losses import multi_level_loss
 from trspose.methods.pseudo_labels import PseudoTarget, make_pseudo_target
-from trspose.methods.trs import TeacherStudentConfig, consistency_weight
+from trspose.methods.teacher_student import TeacherStudentConfig, consistency_weight
 
 
 class DualNetworks(Method):
@@ -84,7 +84,9 @@ class DualNetworks(Method):
                 )
                 total = total + ramp * consistency
                 metrics[f"loss/consistency_{name}"] = consistency.detach()
-                metrics["pseudo/kept_fraction"] = target.weight.mean()
+                metrics[f"pseudo/kept_fraction_{name}"] = target.weight.mean()
+        if use_unlabeled:  # both networks' targets, as one number beside the other methods' kept fraction
+            metrics["pseudo/kept_fraction"] = 0.5 * sum(t.weight.mean() for t in targets.values())
         return StepOutput(total, metrics)
 
     def inference_model(self) -> nn.Module:

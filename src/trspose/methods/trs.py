@@ -1,4 +1,5 @@
-"""Teacher-Reviewer-Student (TRS) and, with the reviewer, MFL and Keypoint-Mix switched off, mean teacher.
+"""Teacher-Reviewer-Student (TRS) and, with the reviewer and Keypoint-Mix switched off, mean teacher. MFL belongs to
+the model (``model.mfl_levels``), not to the method: the mean-teacher rows of the tables train without it.
 
 Per step (docs/METHOD.md):
     L = L_sup(S(x_l), H_gt) + w_t(t) L_cons(S(strong(x_u)), A(T(weak(x_u)))) + w_r(t) L_cons(S(strong(x_u)), A(R(weak(x_u))))
@@ -13,63 +14,17 @@ DDP sees one forward per backward.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
-from trspose.methods.keypoint_mix import JointCutoutConfig, KeypointMixConfig, joint_cutout, keypoint_mix
+from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
 from trspose.methods.losses import multi_level_loss
 from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target, peaks_agree
 from trspose.methods.reviewer import ReviewerConfig, ReviewerStore
-
-
-@dataclass
-class TeacherStudentConfig:
-    """The knobs of the methods that learn from pseudo-labels: mean teacher, dual networks and TRS (the
-    ``method`` section of the experiment config adds only the method's name)."""
-
-    burn_in_steps: int = 200
-    """Supervised-only steps before the teacher is copied from the student and consistency starts."""
-    ema_momentum: float = 0.999
-    """Teacher = EMA of the student with this momentum."""
-    consistency_weight: float = 1.0
-    """Weight of the teacher consistency term after ramp-up."""
-    rampup_steps: int = 300
-    """Sigmoid ramp-up of the consistency weight after burn-in."""
-    confidence_threshold: float = 0.2
-    """Pseudo-keypoints whose teacher peak is below this are ignored."""
-    confidence_keep_fraction: float = 1.0
-    """Of the pseudo-keypoints that pass the threshold, keep only this fraction of each batch's most confident
-    (per rank; 1: no such cut). Unlike a fixed threshold, it follows the teacher's calibration."""
-    keypoint_mix: bool = True
-    """Keypoint-Mix on the student's strong view (TRS only)."""
-    keypoint_mix_labeled: bool = False
-    """Also apply Keypoint-Mix to labelled crops."""
-    mix: KeypointMixConfig = field(default_factory=KeypointMixConfig)
-    """Keypoint-Mix probability, count, patch size and source."""
-    joint_cutout: JointCutoutConfig = field(default_factory=JointCutoutConfig)
-    """Cutout around the teacher's predicted joints on the strong view (TRS and mean teacher; off by default)."""
-    reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
-    """The reviewer store (TRS only)."""
-
-
-def sigmoid_rampup(step: int, start: int, length: int) -> float:
-    """0 before ``start``, then exp(-5 (1 - t)^2) up to 1 over ``length`` steps (Laine & Aila 2017)."""
-    if step < start:
-        return 0.0
-    if length <= 0:
-        return 1.0
-    t = min(1.0, (step - start) / length)
-    return math.exp(-5.0 * (1.0 - t) ** 2)
-
-
-def consistency_weight(step: int, cfg: TeacherStudentConfig) -> float:
-    """Weight of the pseudo-label terms at ``step``: 0 during burn-in, then ramped up to consistency_weight."""
-    return cfg.consistency_weight * sigmoid_rampup(step, cfg.burn_in_steps, cfg.rampup_steps)
+from trspose.methods.teacher_student import TeacherStudentConfig, consistency_weight
 
 
 def term_weights(ramp: float, cfg: ReviewerConfig, with_reviewer: bool) -> tuple[float, float]:
@@ -108,7 +63,8 @@ class TeacherReviewerStudent(Method):
     @classmethod
     def mean_teacher(cls, student: nn.Module, level_weights: dict[str, float], cfg: TeacherStudentConfig,
                      flip_index, *, seed: int = 0, rank: int = 0) -> TeacherReviewerStudent:  # fmt: skip
-        """Mean teacher (the PoseCons family: one network and its EMA): TRS without reviewer and Keypoint-Mix."""
+        """Mean teacher (the PoseCons family: one network and its EMA): TRS without reviewer and Keypoint-Mix. MFL
+        level heads, where the model has them, are supervised as in TRS; the baseline trains a model without them."""
         cfg = dataclasses.replace(
             cfg, keypoint_mix=False, reviewer=dataclasses.replace(cfg.reviewer, policy="none")
         )
