@@ -19,7 +19,8 @@ def test_pseudo_target_warping_keeps_peaks_and_masks_low_confidence():
 
 
 def test_teacher_peaks_map_back_to_the_joint_in_input_pixels():
-    """TRS places Keypoint-Mix patches and joint cutouts at peaks * stride: the codec's x / stride, inverted."""
+    """TRS places Keypoint-Mix patches and joint cutouts at the codec's heatmap_to_input of the peaks: the
+    inverse of its encoding."""
     from trspose.data.codec import HeatmapCodec
 
     codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12), sigma=2.0)
@@ -29,7 +30,7 @@ def test_teacher_peaks_map_back_to_the_joint_in_input_pixels():
     heatmaps = torch.from_numpy(codec.encode(keypoints)[0])[None]  # (1, 17, 16, 12)
     identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
     target = make_pseudo_target(heatmaps, identity, torch.tensor([False]), None, threshold=0.5)
-    torch.testing.assert_close(target.peaks[0] * 4.0, torch.from_numpy(keypoints[:, :2]))
+    torch.testing.assert_close(codec.heatmap_to_input(target.peaks[0]), torch.from_numpy(keypoints[:, :2]))
 
 
 def test_keep_fraction_keeps_the_most_confident_pseudo_keypoints():

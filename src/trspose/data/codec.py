@@ -89,8 +89,13 @@ class HeatmapCodec:
         coords, scores = argmax_heatmaps(heatmaps)  # (B, K, 2) heatmap px, (B, K)
         if decode_method == "dark":
             coords = refine_dark(heatmaps, coords, self.sigma)
-        scale = torch.as_tensor(1.0 / self.input_to_heatmap, dtype=coords.dtype, device=coords.device)
-        return coords * scale, scores
+        return self.heatmap_to_input(coords), scores
+
+    def heatmap_to_input(self, points: torch.Tensor) -> torch.Tensor:
+        """Heatmap pixel coordinates (..., 2) (x, y) -> input (crop) pixels: the inverse of ``encode``'s
+        ``x * w / W``. Where a pseudo-keypoint's heatmap peak lies in the crop (Keypoint-Mix, cutout, probes)."""
+        scale = torch.as_tensor(1.0 / self.input_to_heatmap, dtype=points.dtype, device=points.device)
+        return points * scale
 
 
 def argmax_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -332,8 +332,9 @@ def _supervised(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Met
 def _mean_teacher(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
     flip_index = keypoint_spec(cfg).flip_index()
     return TeacherReviewerStudent.mean_teacher(
-        model, level_weights(cfg), cfg.method, flip_index, seed=Seeds(cfg.train.seed).keypoint_mix, rank=rank
-    )
+        model, level_weights(cfg), cfg.method, flip_index, build_codec(cfg),
+        seed=Seeds(cfg.train.seed).keypoint_mix, rank=rank,
+    )  # fmt: skip
 
 
 def _dual(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
@@ -345,8 +346,9 @@ def _dual(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
 def _trs(cfg: ExperimentConfig, model: torch.nn.Module, rank: int) -> Method:
     flip_index = keypoint_spec(cfg).flip_index()
     return TeacherReviewerStudent(
-        model, level_weights(cfg), cfg.method, flip_index, seed=Seeds(cfg.train.seed).keypoint_mix, rank=rank
-    )
+        model, level_weights(cfg), cfg.method, flip_index, build_codec(cfg),
+        seed=Seeds(cfg.train.seed).keypoint_mix, rank=rank,
+    )  # fmt: skip
 
 
 # method.name -> constructor; all share the loop, the data and the evaluation

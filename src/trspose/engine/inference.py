@@ -246,9 +246,8 @@ class PseudoLabelProbe:
             sizes = np.array(
                 [max(p.box[2], p.box[3]) for p in people]
             )  # PCK's normaliser, as pck_of_instances
-            stride = images.shape[-1] / targets["target"].heatmaps.shape[-1]
             for name, target in targets.items():
-                crop = target.peaks.cpu().numpy() * stride  # heatmap -> crop px, as TRS places Keypoint-Mix
+                crop = self.dataset.codec.heatmap_to_input(target.peaks).cpu().numpy()  # (B, K, 2) crop px
                 points = np.stack([affine_points(c, m) for c, m in zip(crop, batch.crop_to_image.numpy())])
                 parts.setdefault(f"hit/{name}", []).append(
                     pck_hits(points, truth[..., :2], sizes, threshold=0.1)

@@ -28,7 +28,6 @@ from trspose.engine import build
 from trspose.engine.loaders import PositionDataset
 from trspose.errors import ConfigError
 from trspose.methods.pseudo_labels import make_pseudo_target
-from trspose.methods.trs import TeacherReviewerStudent
 from trspose.visualize import draw_pose, save_grid
 
 ZOOM = 3  # crops are small (e.g. 96x64); draw on a 3x enlargement so skeletons stay readable
@@ -87,12 +86,9 @@ def _unlabeled_preview(cfg, method, files, train, path: Path, num: int) -> Path:
         cfg.method.confidence_threshold,
         cfg.method.confidence_keep_fraction,
     )
-    stride = batch.strong.shape[-1] / weak_heatmaps.shape[-1]
-    peaks = target.peaks * stride  # (B, K, 2) strong-view input px, as TRS computes them
-    mixed, pasted, erased = batch.strong, [], []
-    if isinstance(method, TeacherReviewerStudent):  # dual networks perturb nothing beyond the strong view
-        generator = torch.Generator().manual_seed(cfg.train.seed)
-        mixed, pasted, erased = method.perturb_strong_view(batch.strong, peaks, target.weight > 0, generator)
+    peaks = codec.heatmap_to_input(target.peaks)  # (B, K, 2) strong-view input px
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    mixed, pasted, erased = method.perturb_strong_view(batch.strong, target, generator)
     panels = []
     views = len(batch.strong) // len(samples)  # data.strong_views: each person's first strong view is shown
     for person in range(len(samples)):

@@ -62,6 +62,14 @@ class Method:
     def after_evaluation(self, step: int, score: float) -> None:
         """Called with the hold-out score whenever the trainer evaluates (reviewer policies use it)."""
 
+    def perturb_strong_view(
+        self, strong: torch.Tensor, target, generator: torch.Generator
+    ) -> tuple[torch.Tensor, list, list]:
+        """What the method does to the student's strong views (B, 3, H, W) beyond their augmentation, at the
+        pseudo-target ``target`` (a ``PseudoTarget``): (images, pasted patches, erased patches), patches as
+        (image, x0, y0). Nothing here; TRS pastes Keypoint-Mix patches and cuts out joints."""
+        return strong, [], []
+
     def pseudo_targets(self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor) -> dict:
         """The pseudo-labels (``PseudoTarget`` by source: 'teacher', 'reviewer', 'target' = what the student learns
         from) this method makes of weak views, for measuring them against hidden ground truth; none here."""

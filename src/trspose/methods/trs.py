@@ -18,6 +18,7 @@ import dataclasses
 import torch
 from torch import nn
 
+from trspose.data.codec import HeatmapCodec
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
 from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
@@ -47,11 +48,13 @@ class TeacherReviewerStudent(Method):
         level_weights: dict[str, float],
         cfg: TeacherStudentConfig,
         flip_index,
+        codec: HeatmapCodec,
         *,
         seed: int = 0,
         rank: int = 0,
     ):
         super().__init__({"student": student})
+        self.codec = codec
         self.cfg = cfg
         self.level_weights = level_weights
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
@@ -62,13 +65,13 @@ class TeacherReviewerStudent(Method):
 
     @classmethod
     def mean_teacher(cls, student: nn.Module, level_weights: dict[str, float], cfg: TeacherStudentConfig,
-                     flip_index, *, seed: int = 0, rank: int = 0) -> TeacherReviewerStudent:  # fmt: skip
+                     flip_index, codec: HeatmapCodec, *, seed: int = 0, rank: int = 0) -> TeacherReviewerStudent:  # fmt: skip
         """Mean teacher (the PoseCons family: one network and its EMA): TRS without reviewer and Keypoint-Mix. MFL
         level heads, where the model has them, are supervised as in TRS; the baseline trains a model without them."""
         cfg = dataclasses.replace(
             cfg, keypoint_mix=False, reviewer=dataclasses.replace(cfg.reviewer, policy="none")
         )
-        return cls(student, level_weights, cfg, flip_index, seed=seed, rank=rank)
+        return cls(student, level_weights, cfg, flip_index, codec, seed=seed, rank=rank)
 
     @property
     def unlabeled_from_step(self) -> int:
@@ -97,9 +100,7 @@ class TeacherReviewerStudent(Method):
             return StepOutput(loss, {"loss/supervised": parts["main"].detach()})
 
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
-        stride = labeled.images.shape[-1] / labeled.heatmaps.shape[-1]
-        peaks = teacher_target.peaks * stride  # (B_u, K, 2) strong-view input px (the codec's x / stride)
-        strong, _, _ = self.perturb_strong_view(unlabeled.strong, peaks, teacher_target.weight > 0, generator)
+        strong, _, _ = self.perturb_strong_view(unlabeled.strong, teacher_target, generator)
         output = self.wrapped["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
         lab = lambda t: t[:n_labeled]  # noqa: E731
         unl = lambda t: t[n_labeled:]  # noqa: E731
@@ -175,11 +176,15 @@ class TeacherReviewerStudent(Method):
         return target, reviewer if self.cfg.reviewer.fusion == "separate" else None, metrics
 
     def perturb_strong_view(
-        self, strong: torch.Tensor, peaks: torch.Tensor, valid: torch.Tensor, generator: torch.Generator
+        self, strong: torch.Tensor, target: PseudoTarget, generator: torch.Generator
     ) -> tuple[torch.Tensor, list, list]:
-        """Keypoint-Mix, then joint cutout, on the student's strong views (B, 3, H, W) at the teacher's peaks
-        (B, K, 2, input px) where ``valid`` (B, K). Returns the images and where patches were pasted and erased,
-        as (image, x0, y0), for pictures (``trspose preview-training``)."""
+        """Keypoint-Mix, then joint cutout, on the student's strong views (B, 3, H, W) at the teacher's peaks where
+        its mask keeps them. Returns the images and where patches were pasted and erased, as (image, x0, y0), for
+        pictures (``trspose preview-training``)."""
+        peaks, valid = (
+            self.codec.heatmap_to_input(target.peaks),
+            target.weight > 0,
+        )  # (B, K, 2) input px, (B, K)
         pasted, erased = [], []
         if self.cfg.keypoint_mix:
             strong, record = keypoint_mix(strong, peaks, valid, self.cfg.mix, generator, self.flip_index)
