@@ -32,12 +32,12 @@ def main() -> None:
 
     import torch
 
-    from trspose.engine.jobs import model_from_checkpoint
+    from trspose.apps.export import export_onnx
+    from trspose.apps.predictor import OnnxPoseModel, load_model
     from trspose.engine.run_folder import device_name
-    from trspose.export import OnnxPoseModel, export_onnx
     from trspose.io import write_json
 
-    cfg, model = model_from_checkpoint(args.checkpoint)
+    cfg, model = load_model(args.checkpoint)
     with tempfile.TemporaryDirectory() as folder:
         runtime = OnnxPoseModel(export_onnx(args.checkpoint, folder))
         height, width = cfg.data.input_size

@@ -44,7 +44,7 @@ class Sources:
 
     @torch.no_grad()
     def pseudo_targets(self, weak, weak_to_strong, flipped):
-        from trspose.engine.inference import predict_heatmaps
+        from trspose.evaluation.inference import predict_heatmaps
         from trspose.methods.pseudo_labels import make_pseudo_target
 
         predicted: dict[int, torch.Tensor] = {}

@@ -249,8 +249,8 @@ class Bench:
         torch = self.torch
         from trspose.data.codec import heatmap_size_for
         from trspose.data.keypoints import SPECS
-        from trspose.engine.inference import predict_heatmaps
         from trspose.engine.trainer import cpu_has_bf16_units
+        from trspose.evaluation.inference import predict_heatmaps
         from trspose.methods.losses import heatmap_mse
         from trspose.models import build_pose_model
 

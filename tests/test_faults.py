@@ -152,7 +152,7 @@ def test_remove_temporaries_takes_only_the_temporaries_of_atomic_writes(tmp_path
 
 def test_a_video_writer_that_loses_frames_is_one_line_and_leaves_no_video(trained, stick_root, tmp_path,
                                                                         monkeypatch, capsys):  # fmt: skip
-    from tests.engine.test_video import _moving_person_video
+    from tests.apps.test_video import _moving_person_video
 
     _moving_person_video(stick_root, tmp_path / "walk.mp4", frames=5)
     real = cv2.VideoWriter

@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> None:
         cfg = load_config(args.config, args.overrides)
         train(cfg, resume=args.resume, overwrite=args.overwrite)
     elif args.command == "eval":
-        from trspose.engine import jobs
+        from trspose.apps import jobs
 
         jobs.evaluate_checkpoint(
             args.checkpoint, annotations=args.annotations, images=args.images, boxes=args.boxes,
@@ -128,8 +128,8 @@ def _run(args: argparse.Namespace) -> None:
             num_overlays=args.num_overlays, per_keypoint=args.per_keypoint, worst=_worst(args.worst),
         )  # fmt: skip
     elif args.command == "predict":
-        from trspose.engine import jobs
-        from trspose.engine.video import is_video, predict_video
+        from trspose.apps import jobs
+        from trspose.apps.video import is_video, predict_video
 
         videos = [path for path in args.inputs if is_video(path)]
         images = [path for path in args.inputs if not is_video(path)]
@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> None:
             jobs.predict_images(args.checkpoint, images, boxes=args.boxes, out_dir=args.out,
                                 score_threshold=args.score_threshold, max_images=args.max_images)  # fmt: skip
     elif args.command == "export":
-        from trspose.export import export_onnx
+        from trspose.apps.export import export_onnx
 
         path = export_onnx(args.checkpoint, args.out, opset=args.opset)
         print(f"wrote {path} and {path.with_suffix('.json')}")
@@ -160,8 +160,8 @@ def _run(args: argparse.Namespace) -> None:
 
         print(ensure_dataset(args.size, seed=args.seed, progress=False))
     elif args.command == "preview-training":
+        from trspose.apps.training_preview import write_training_preview
         from trspose.config import load_config
-        from trspose.engine.training_preview import write_training_preview
 
         for path in write_training_preview(
             load_config(args.config, args.overrides), Path(args.out), args.num
@@ -181,8 +181,8 @@ def _worst(values: list[str] | None) -> tuple[int, str] | None:
 
 
 def _preview(root: Path, out: Path, split: str, num_images: int) -> None:
+    from trspose.apps.drawing import preview_dataset
     from trspose.data.synthetic import dataset_statistics, format_statistics
-    from trspose.visualize import preview_dataset
 
     for path in preview_dataset(root, out, split=split, num_images=num_images):
         print(f"wrote {path}")

@@ -247,8 +247,8 @@ def test_interrupted_generation_leaves_nothing_complete(tmp_path, monkeypatch):
 
 
 def test_statistics_and_preview(tiny_dataset, tmp_path):
+    from trspose.apps.drawing import preview_dataset
     from trspose.data.synthetic import dataset_statistics, format_statistics
-    from trspose.visualize import preview_dataset
 
     statistics = dataset_statistics(tiny_dataset)
     assert statistics["train"]["images"] == SIZES["tiny"].train
@@ -261,7 +261,7 @@ def test_statistics_and_preview(tiny_dataset, tmp_path):
 
 
 def test_crop_maps_the_box_centre_to_the_crop_centre():
-    from trspose.visualize import crop_person, draw_pose
+    from trspose.apps.drawing import crop_person, draw_pose
 
     image = np.zeros((288, 384, 3), np.uint8)
     keypoints = np.zeros((17, 3))

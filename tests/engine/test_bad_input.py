@@ -18,15 +18,18 @@ from pycocotools.cocoeval import COCOeval
 
 from tests.stick_figures import write_stick_figure_dataset
 from tests.tiny_runs import tiny_semi_config
+from trspose.apps import jobs
 from trspose.cli import main
 from trspose.config import config_to_dict, load_config
 from trspose.data.keypoints import COCO17
 from trspose.data.sources import load_instances
-from trspose.engine import build, inference, jobs
+from trspose.engine import build
 from trspose.engine.checkpoint import save_checkpoint
 from trspose.engine.distributed import DistributedContext
-from trspose.engine.inference import Predictions, coco_metrics
 from trspose.errors import ConfigError
+from trspose.evaluation import inference
+from trspose.evaluation.coco_eval import evaluate_coco_keypoints
+from trspose.evaluation.inference import Predictions, keypoint_results
 
 TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
 K = 17
@@ -117,6 +120,12 @@ def test_eval_with_detector_boxes_counts_the_images_without_detections(
     assert 40.0 < direct < 60.0  # three of six people found
 
 
+def coco_metrics(predictions: Predictions, annotations, image_ids=None) -> dict[str, float]:
+    """What an Evaluator scores: the predictions' COCO results against every image of ``annotations``."""
+    results = keypoint_results(predictions, COCO17.sigmas)
+    return evaluate_coco_keypoints(annotations, results, sigmas=COCO17.sigmas, image_ids=image_ids)
+
+
 def test_coco_metrics_score_every_image_of_the_ground_truth_or_the_given_subset(root):
     gt = val_annotations(root)
     people = gt["annotations"][:3]  # predictions for the first three images only
@@ -126,9 +135,9 @@ def test_coco_metrics_score_every_image_of_the_ground_truth_or_the_given_subset(
         scores=np.full((3, K), 0.9, np.float32), box_score=np.ones(3, np.float32),
     )  # fmt: skip
     ann = root / "annotations" / "person_keypoints_val.json"
-    everything = coco_metrics(predictions, ann, COCO17.sigmas)
+    everything = coco_metrics(predictions, ann)
     assert everything["AP"] < 0.6 and everything["AR"] == pytest.approx(0.5)
-    subset = coco_metrics(predictions, ann, COCO17.sigmas, image_ids=[a["image_id"] for a in people])
+    subset = coco_metrics(predictions, ann, image_ids=[a["image_id"] for a in people])
     assert subset["AP"] == pytest.approx(1.0)
 
 
@@ -270,7 +279,7 @@ def test_the_stand_in_model_predicting_the_ground_truth_scores_100(root):
     cfg = load_config(TINY, [f"data.root={root}"])
     instances = load_instances(build.resolve_data(cfg), COCO17, "val")
     predictions = oracle(val_annotations(root))(None, build.build_dataset(cfg, instances, train=False), None)
-    metrics = coco_metrics(predictions, root / "annotations" / "person_keypoints_val.json", COCO17.sigmas)
+    metrics = coco_metrics(predictions, root / "annotations" / "person_keypoints_val.json")
     assert metrics["AP"] == pytest.approx(1.0)
 
 

@@ -15,9 +15,10 @@ import torch
 
 from tests.interrupt import interrupt_supervised_training
 from tests.tiny_runs import TINY, tiny_semi_config
+from trspose.apps import jobs
 from trspose.cli import main
 from trspose.config import load_config
-from trspose.engine import build, jobs, trainer
+from trspose.engine import build, trainer
 from trspose.engine.checkpoint import load_checkpoint
 from trspose.errors import TrainingError
 
@@ -321,8 +322,8 @@ def test_preview_training_draws_the_fed_crops_with_targets(stick_root, tmp_path,
 
 
 def test_preview_heatmaps_sit_under_their_keypoints():
+    from trspose.apps.training_preview import ZOOM, _zoom_points, enlarge_heatmap
     from trspose.data.codec import HeatmapCodec
-    from trspose.engine.training_preview import ZOOM, _zoom_points, enlarge_heatmap
 
     codec = HeatmapCodec(input_size=(64, 48), heatmap_size=(16, 12), sigma=2.0)
     keypoints = np.zeros((17, 3))

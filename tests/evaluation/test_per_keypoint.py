@@ -9,7 +9,7 @@ import pytest
 
 from trspose.data.coco import PersonInstance
 from trspose.data.keypoints import COCO17
-from trspose.engine.inference import Predictions
+from trspose.evaluation.inference import Predictions
 from trspose.evaluation.per_keypoint import match_people, per_keypoint_metrics
 
 

@@ -25,8 +25,9 @@ from trspose.data.splits import check_unlabeled_pool, labeled_split
 from trspose.data.transforms import AugmentConfig, TopDownTransform
 from trspose.data.unlabeled import UnlabeledViewsDataset, unlabeled_pool
 from trspose.engine.distributed import DistributedContext, barrier
-from trspose.engine.inference import Evaluator, PseudoLabelProbe
 from trspose.errors import ConfigError, DataError
+from trspose.evaluation.inference import Evaluator
+from trspose.evaluation.pseudo_label_quality import PseudoLabelProbe
 from trspose.methods.base import Method
 from trspose.methods.dual import DualNetworks
 from trspose.methods.supervised import Supervised

@@ -33,7 +33,6 @@ from trspose.engine.distributed import (
     reduce_mean,
     setup_distributed,
 )
-from trspose.engine.inference import print_metrics_table
 from trspose.engine.loaders import PositionDataset, StreamSpec, stream
 from trspose.engine.run_folder import (
     MetricsLogger,
@@ -43,6 +42,7 @@ from trspose.engine.run_folder import (
 )
 from trspose.engine.schedules import learning_rate_factor
 from trspose.errors import TrainingError, TrsposeError
+from trspose.evaluation.inference import print_metrics_table
 from trspose.io import atomic_path, finite_or_none, remove_temporaries, write_json, write_text
 
 

@@ -7,36 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
-from trspose.config import ExperimentConfig, config_from_dict
-from trspose.data.coco import load_coco_instances, load_image, load_image_folder_with_boxes
+from trspose.apps.drawing import draw_overlays
+from trspose.apps.predictor import load_model
+from trspose.data.coco import load_coco_instances, load_image_folder_with_boxes
 from trspose.engine import build
-from trspose.engine.checkpoint import load_checkpoint
 from trspose.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
-from trspose.engine.inference import print_metrics_table
 from trspose.errors import DataError
 from trspose.evaluation.coco_eval import write_results_json
-from trspose.io import write_image
-
-
-def model_from_checkpoint(
-    path: str | Path,
-) -> tuple[ExperimentConfig, torch.nn.Module]:
-    """The config and inference network stored in a checkpoint, or of an exported ``.onnx`` model (run by
-    onnxruntime behind the same interface; its config comes from the sidecar ``.json`` beside it)."""
-    if Path(path).suffix.lower() == ".onnx":
-        from trspose.export import model_from_onnx
-
-        return model_from_onnx(path)
-    state = load_checkpoint(path)
-    cfg = config_from_dict(state["config"])
-    bare = build.bare_config(cfg)  # the checkpoint holds every weight
-    method = build.build_method(bare, build.build_model(bare))
-    method.load_state_dict(state["method"])
-    return cfg, method.inference_model().eval()
+from trspose.evaluation.inference import print_metrics_table
 
 
 def evaluate_checkpoint(
@@ -47,7 +25,7 @@ def evaluate_checkpoint(
     """COCO keypoint AP (percent) of a checkpoint on its validation set or on the given files."""
     ctx = setup_distributed()
     try:
-        cfg, model = model_from_checkpoint(checkpoint)
+        cfg, model = load_model(checkpoint)
         model.to(ctx.device)
         if flip_test is not None:
             cfg.eval.flip_test = flip_test
@@ -79,41 +57,13 @@ def evaluate_checkpoint(
             _hint_if_nothing_drawn(results, 0.3, "the overlays")
         print_metrics_table(metrics, title=f"{Path(checkpoint).name} on {ann.name}")
         if per_keypoint or worst:
-            from trspose.engine.diagnostics import write_diagnostics
+            from trspose.apps.diagnostics import write_diagnostics
 
             write_diagnostics(checkpoint, cfg, predictions, ann, img, spec, per_keypoint=per_keypoint,
                               worst=worst, detector_boxes=boxes is not None)  # fmt: skip
         return metrics
     finally:
         cleanup_distributed()
-
-
-def draw_overlays(
-    results: list[dict],
-    paths: dict,
-    names: dict,
-    spec,
-    out_dir: Path,
-    *,
-    score_threshold: float,
-    max_images: int = 0,
-) -> Path:
-    """One PNG per image with every predicted skeleton drawn (``out_dir/overlays``) and ``out_dir/grid.png``."""
-    from trspose.visualize import draw_pose, save_grid
-
-    by_image: dict[int, list[dict]] = {}
-    for r in results:
-        by_image.setdefault(r["image_id"], []).append(r)
-    chosen = sorted(by_image)[:max_images] if max_images else sorted(by_image)
-    canvases = []
-    for image_id in chosen:
-        canvas = cv2.cvtColor(load_image(paths[image_id]), cv2.COLOR_RGB2BGR)
-        for person in by_image[image_id]:
-            keypoints = np.asarray(person["keypoints"], dtype=np.float32).reshape(-1, 3)
-            canvas = draw_pose(canvas, keypoints, spec, score_threshold=score_threshold)
-        write_image(canvas, out_dir / "overlays" / f"{names[image_id]}.png")
-        canvases.append(canvas)
-    return save_grid(canvases[:16], out_dir / "grid.png")
 
 
 def predict_images(
@@ -126,7 +76,7 @@ def predict_images(
     max_images: int = 0,
 ) -> Path:
     """Predict people in images (or folders of images); write COCO-style results and skeleton overlays."""
-    cfg, model = model_from_checkpoint(checkpoint)
+    cfg, model = load_model(checkpoint)
     spec = build.keypoint_spec(cfg)
     instances, file_names = load_image_folder_with_boxes(inputs, boxes)
     if max_images:
@@ -164,4 +114,4 @@ def _hint_if_nothing_drawn(results: list[dict], threshold: float, what: str, opt
         )
 
 
-__all__ = ["evaluate_checkpoint", "model_from_checkpoint", "predict_images"]
+__all__ = ["evaluate_checkpoint", "predict_images"]

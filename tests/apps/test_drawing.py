@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 
+from trspose.apps.drawing import make_grid
 from trspose.data.keypoints import COCO17
 from trspose.data.synthetic import dataset_statistics, format_statistics
-from trspose.visualize import make_grid
 
 
 def test_grid_letterboxes_pictures_of_another_shape_instead_of_stretching_them():

@@ -23,16 +23,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from trspose.apps.drawing import draw_pose
+from trspose.apps.predictor import load_model
 from trspose.config import pixel_normalization
 from trspose.data.coco import PersonInstance
 from trspose.data.coco_checks import check_box, check_id, check_number, fail, require_object
 from trspose.data.datasets import normalize_image
 from trspose.data.transforms import TopDownTransform
 from trspose.engine import build
-from trspose.engine.inference import predict_crops
 from trspose.errors import DataError
+from trspose.evaluation.inference import predict_crops
 from trspose.io import read_json, temporary_path, write_error, write_json, write_text
-from trspose.visualize import draw_pose
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 TRACK_MIN_KEYPOINTS = 4  # fewer confident keypoints than this: the next frame is taken whole
@@ -177,7 +178,6 @@ def predict_video(
 ) -> dict[str, Path]:
     """Predict every ``every``-th frame of ``video`` (at most ``max_frames`` of them, 0: all); returns the paths
     written (``predictions``, ``csv``, ``video``)."""
-    from trspose.engine.jobs import model_from_checkpoint
 
     if every < 1 or max_frames < 0:
         raise DataError(f"--every must be >= 1 and --max-frames >= 0, got {every} and {max_frames}")
@@ -188,7 +188,7 @@ def predict_video(
     if not capture.isOpened():
         raise DataError(f"{video}: OpenCV cannot open this video; re-encode it (e.g. H.264 in .mp4)")
     frame_boxes = read_frame_boxes(boxes) if boxes else None
-    cfg, model = model_from_checkpoint(checkpoint)
+    cfg, model = load_model(checkpoint)
     spec = build.keypoint_spec(cfg)
     codec = build.build_codec(cfg)
     transform = TopDownTransform(cfg.data.input_size, spec, None)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from trspose.apps.drawing import draw_pose, save_grid
 from trspose.config import ExperimentConfig, pixel_normalization
 from trspose.data.datasets import denormalize
 from trspose.data.geometry import affine_points, invert_affine
@@ -28,7 +29,6 @@ from trspose.engine import build
 from trspose.engine.loaders import PositionDataset
 from trspose.errors import ConfigError
 from trspose.methods.pseudo_labels import make_pseudo_target
-from trspose.visualize import draw_pose, save_grid
 
 ZOOM = 3  # crops are small (e.g. 96x64); draw on a 3x enlargement so skeletons stay readable
 

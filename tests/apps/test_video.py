@@ -38,7 +38,7 @@ def _moving_person_video(stick_root: Path, path: Path, frames: int, step: int = 
 def test_video_prediction_follows_the_person_and_writes_json_csv_and_video(
     trained, stick_root, tmp_path, monkeypatch
 ):
-    from trspose.engine import video
+    from trspose.apps import video
 
     truth = _moving_person_video(stick_root, tmp_path / "walk.mp4", frames=9)
     calls = []

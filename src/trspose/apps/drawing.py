@@ -169,3 +169,29 @@ def preview_dataset(
     if crops:
         paths.append(save_grid(crops, out_dir / f"preview_{split}_crops.png", columns=8, palette=True))
     return paths
+
+
+def draw_overlays(
+    results: list[dict],
+    paths: dict,
+    names: dict,
+    spec,
+    out_dir: Path,
+    *,
+    score_threshold: float,
+    max_images: int = 0,
+) -> Path:
+    """One PNG per image with every predicted skeleton drawn (``out_dir/overlays``) and ``out_dir/grid.png``."""
+    by_image: dict[int, list[dict]] = {}
+    for r in results:
+        by_image.setdefault(r["image_id"], []).append(r)
+    chosen = sorted(by_image)[:max_images] if max_images else sorted(by_image)
+    canvases = []
+    for image_id in chosen:
+        canvas = cv2.cvtColor(load_image(paths[image_id]), cv2.COLOR_RGB2BGR)
+        for person in by_image[image_id]:
+            keypoints = np.asarray(person["keypoints"], dtype=np.float32).reshape(-1, 3)
+            canvas = draw_pose(canvas, keypoints, spec, score_threshold=score_threshold)
+        write_image(canvas, out_dir / "overlays" / f"{names[image_id]}.png")
+        canvases.append(canvas)
+    return save_grid(canvases[:16], out_dir / "grid.png")

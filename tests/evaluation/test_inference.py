@@ -14,7 +14,7 @@ from trspose.data.datasets import collate_pose
 from trspose.data.sources import load_instances
 from trspose.engine import build, trainer
 from trspose.engine.checkpoint import load_checkpoint
-from trspose.engine.inference import PseudoLabelProbe
+from trspose.evaluation.pseudo_label_quality import PseudoLabelProbe
 from trspose.methods.pseudo_labels import PseudoTarget
 from trspose.methods.trs import TeacherReviewerStudent
 
@@ -22,7 +22,7 @@ from trspose.methods.trs import TeacherReviewerStudent
 def test_flip_test_is_unbiased():
     """A model that is exactly mirror-symmetric must give the same peak with and without the flip test."""
     from trspose.data.codec import HeatmapCodec
-    from trspose.engine.inference import predict_heatmaps
+    from trspose.evaluation.inference import predict_heatmaps
 
     codec = HeatmapCodec((64, 64), (16, 16), sigma=2.0)
 

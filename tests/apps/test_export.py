@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from trspose.apps import jobs
+from trspose.apps.predictor import load_model
 from trspose.cli import main
 from trspose.data.coco import load_coco_instances
 from trspose.data.keypoints import COCO17
-from trspose.engine import build, jobs
-from trspose.engine.inference import predict_crops
+from trspose.engine import build
+from trspose.evaluation.inference import predict_crops
 
 pytestmark = pytest.mark.slow  # an ONNX export takes seconds; the module's tests take about 11 s
 
@@ -26,9 +28,9 @@ def exported(trained, tmp_path_factory) -> Path:
 
 
 def test_exported_model_matches_pytorch_on_real_synthetic_crops(trained, exported, tiny_dataset):
-    from trspose.export import OnnxPoseModel
+    from trspose.apps.predictor import OnnxPoseModel
 
-    cfg, model = jobs.model_from_checkpoint(trained)
+    cfg, model = load_model(trained)
     spec = build.keypoint_spec(cfg)
     people = load_coco_instances(
         tiny_dataset / "annotations" / "person_keypoints_val.json", tiny_dataset / "images" / "val", spec
@@ -54,7 +56,7 @@ def test_exported_model_matches_pytorch_on_real_synthetic_crops(trained, exporte
 
 def test_sidecar_says_what_a_runtime_needs(exported, trained):
     meta = json.loads(exported.with_suffix(".json").read_text())
-    cfg, _ = jobs.model_from_checkpoint(trained)
+    cfg, _ = load_model(trained)
     assert meta["input"]["shape"] == ["batch", 3, 64, 64] and meta["input"]["channels"] == "RGB"
     assert meta["input"]["mean"] == cfg.model.pixel_mean and meta["input"]["std"] == cfg.model.pixel_std
     assert meta["output"] == {"name": "heatmaps", "shape": ["batch", 17, 16, 16], "stride": 4}
@@ -71,7 +73,8 @@ def test_sidecar_says_what_a_runtime_needs(exported, trained):
 def test_export_keeps_mfl_level_heads_only_when_the_model_fuses_them(fuse_levels, tmp_path):
     import onnx
 
-    from trspose.export import HeatmapNetwork, OnnxPoseModel, write_onnx
+    from trspose.apps.export import HeatmapNetwork, write_onnx
+    from trspose.apps.predictor import OnnxPoseModel
     from trspose.models import build_pose_model
 
     torch.manual_seed(0)

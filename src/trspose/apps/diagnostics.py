@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trspose.apps.drawing import crop_person, draw_pose, save_grid
 from trspose.data.coco import load_coco_instances, load_image
 from trspose.errors import DataError
 from trspose.evaluation.per_keypoint import (
@@ -26,7 +27,6 @@ from trspose.evaluation.per_keypoint import (
     unmatched,
 )
 from trspose.io import read_json, write_json
-from trspose.visualize import crop_person, draw_pose, save_grid
 
 PANEL_HEIGHT = 256  # crops are drawn this tall, whatever the model's input size
 

@@ -1,4 +1,4 @@
-"""Export a trained model to ONNX, and run an exported model through onnxruntime with the toolkit's own pipeline.
+"""Export a trained model to ONNX (``trspose.apps.predictor`` runs an exported model).
 
 ``export_onnx`` writes ``model.onnx`` (normalised RGB crops ``images`` (B, 3, H, W) in, main heatmaps ``heatmaps``
 (B, K, H/4, W/4) out, batch dynamic) and ``model.json`` beside it: what a runtime needs to use the network without
@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
-import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from trspose.config import ExperimentConfig, config_from_dict, config_to_dict, pixel_normalization
+from trspose.apps.predictor import SIDECAR_FORMAT, file_sha256, model_from_checkpoint
+from trspose.config import ExperimentConfig, config_to_dict, pixel_normalization
 from trspose.data.codec import HEATMAP_STRIDE, heatmap_size_for
 from trspose.data.transforms import BOX_PADDING
 from trspose.errors import ConfigError
 from trspose.io import write_json
-from trspose.models.pose_model import PoseModel, PoseOutput
+from trspose.models.pose_model import PoseModel
 
 log = logging.getLogger(__name__)
 
-SIDECAR_FORMAT = "trspose-onnx/1"
 DEFAULT_OPSET = 18  # the lowest opset of torch's dynamo-based exporter
 
 
@@ -49,14 +46,6 @@ class HeatmapNetwork(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, K, H/4, W/4)
         return self.model(images).heatmaps
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sidecar(cfg: ExperimentConfig, spec, *, checkpoint: str, opset: int, onnx_sha256: str) -> dict:
@@ -109,7 +98,6 @@ def export_onnx(
 ) -> Path:
     """Write ``model.onnx`` and its sidecar ``model.json`` into ``out_dir`` (default: beside the checkpoint)."""
     from trspose.engine import build
-    from trspose.engine.jobs import model_from_checkpoint
 
     try:
         import onnx  # noqa: F401  (the exporter needs it; fail here in one line, not inside torch)
@@ -166,59 +154,3 @@ def write_onnx(
         raise ConfigError(f"ONNX export to {path} failed: {str(error).splitlines()[0][:300]}") from error
     partial.replace(path)  # a half-written file never has the final name
     return path
-
-
-class OnnxPoseModel(nn.Module):
-    """An exported network run by onnxruntime behind the interface of a :class:`PoseModel` (``model(images)`` ->
-    ``PoseOutput``), so prediction, flip test and decoding are the toolkit's own code."""
-
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        super().__init__()
-        try:
-            import onnxruntime
-        except ImportError:
-            raise ConfigError("running an .onnx model needs onnxruntime; pip install onnxruntime") from None
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as error:  # onnxruntime raises its own exception types for unreadable files
-            raise ConfigError(f"cannot load {path} with onnxruntime: {str(error).splitlines()[0]}") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    def forward(self, images: torch.Tensor) -> PoseOutput:
-        array = np.ascontiguousarray(images.detach().cpu().float().numpy())
-        (heatmaps,) = self.session.run(None, {self.input_name: array})
-        return PoseOutput(heatmaps=torch.from_numpy(heatmaps).to(images.device))
-
-
-def model_from_onnx(path: str | Path) -> tuple[ExperimentConfig, OnnxPoseModel]:
-    """The config (from the sidecar beside ``path``) and the onnxruntime-backed network of an exported model."""
-    path = Path(path)
-    meta_path = path.with_suffix(".json")
-    if not path.is_file():
-        raise ConfigError(f"ONNX model {path} does not exist; write one with 'trspose export CHECKPOINT'")
-    if not meta_path.is_file():
-        raise ConfigError(
-            f"{path} has no sidecar {meta_path.name} beside it; export again with 'trspose export'"
-        )
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"cannot read the sidecar {meta_path}: {error}") from None
-    if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT or "config" not in meta:
-        raise ConfigError(
-            f"{meta_path} is not a trspose ONNX sidecar (format {SIDECAR_FORMAT}); export again"
-        )
-    if "onnx_sha256" not in meta:
-        log.warning("%s names no onnx_sha256 (an export older than that check): it is not checked against %s",
-                    meta_path, path.name)  # fmt: skip
-    elif meta["onnx_sha256"] != file_sha256(path):
-        raise ConfigError(
-            f"{meta_path} belongs to another model: its onnx_sha256 is not that of {path}; keep each model.onnx "
-            "with the model.json exported beside it, or export again with 'trspose export CHECKPOINT'"
-        )
-    return config_from_dict(meta["config"]), OnnxPoseModel(path)
