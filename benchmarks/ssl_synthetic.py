@@ -1,6 +1,6 @@
 """Semi-supervised results table on the synthetic dataset: every method and ablation at equal budget.
 
-    python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see README)
+    python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see BENCHMARKS.md)
     python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
     python benchmarks/ssl_synthetic.py --table-only    # no training: the table and curves from the records
     python benchmarks/ssl_synthetic.py --extra train.steps=2000   # the same table at another budget (own rows)

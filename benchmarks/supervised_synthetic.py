@@ -3,7 +3,7 @@ about 5% and 1% of the labelled person instances, several seeds each, from Image
 the same model from random initialisation (``--random-init-fractions``, all labels by default): the ablation
 that shows what the ImageNet weights are worth.
 
-    python benchmarks/supervised_synthetic.py                # the full table (see README for the time)
+    python benchmarks/supervised_synthetic.py                # the full table (see BENCHMARKS.md for the time)
     python benchmarks/supervised_synthetic.py --quick        # minutes: tiny dataset, few steps
     python benchmarks/supervised_synthetic.py --table-only   # no training: the table and curves from the records
     python benchmarks/supervised_synthetic.py --extra train.steps=2000   # another budget: its own rows

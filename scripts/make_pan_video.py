@@ -1,5 +1,5 @@
 """Make a short test video from one still image: a camera panning and zooming across it, so the people in it move
-through the frame. Used for the README's video example (any real clip works the same way).
+through the frame. Used for the video example of docs/VIDEO.md (any real clip works the same way).
 
     python scripts/make_pan_video.py IMAGE OUT.mp4 [--frames 48] [--fps 12]
 """

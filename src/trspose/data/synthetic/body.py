@@ -1,6 +1,6 @@
 """The anny body model, built once per process, plus the per-vertex tables the generator needs.
 
-World frame of the rest pose (anny, measured in docs/research): metres, Z up, the person faces -Y, the
+World frame of the rest pose (anny, as measured when this generator was written): metres, Z up, the person faces -Y, the
 person's left is +X. The model is float32 on the default ``anny`` topology (13,718 vertices, 27,420 triangles).
 """
 
