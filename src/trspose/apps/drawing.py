@@ -152,7 +152,8 @@ def preview_dataset(
     by_image: dict[int, list[dict]] = {}
     for annotation in data["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
-    images, crops = [], []
+    images: list[np.ndarray] = []
+    crops: list[np.ndarray] = []
     for info in data["images"][:num_images]:
         image = cv2.cvtColor(load_image(root / "images" / split / info["file_name"]), cv2.COLOR_RGB2BGR)
         drawn = image

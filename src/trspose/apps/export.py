@@ -113,9 +113,7 @@ def export_onnx(
         raise ConfigError(f"{checkpoint} holds a {type(model).__name__}, not a trspose pose model")
     out = Path(out_dir) if out_dir else Path(checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
-    path = write_onnx(
-        HeatmapNetwork(model.cpu()).eval(), tuple(cfg.data.input_size), out / "model.onnx", opset
-    )
+    path = write_onnx(HeatmapNetwork(model.cpu()).eval(), cfg.data.input_size, out / "model.onnx", opset)
     write_json(
         sidecar(
             cfg,

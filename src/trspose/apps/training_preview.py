@@ -149,5 +149,5 @@ def enlarge_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """
     height, width = size
     scale = width / heatmap.shape[1]  # enlarged px per heatmap px (ZOOM * stride)
-    matrix = np.float32([[scale, 0, 0.5 * ZOOM - 0.5], [0, scale, 0.5 * ZOOM - 0.5]])
+    matrix = np.array([[scale, 0, 0.5 * ZOOM - 0.5], [0, scale, 0.5 * ZOOM - 0.5]], dtype=np.float32)
     return cv2.warpAffine(heatmap.astype(np.float32), matrix, (width, height), flags=cv2.INTER_LINEAR)

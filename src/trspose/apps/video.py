@@ -67,15 +67,15 @@ def read_frame_boxes(path: str | Path) -> dict[int, list[np.ndarray]]:
         fail(
             path, "the top level", "must be a JSON object {frame: [boxes]} or a list of {frame, bbox, score}"
         )
-    boxes: dict[int, list[np.ndarray]] = {}
+    by_frame: dict[int, list[np.ndarray]] = {}
     for where, frame, box, score in entries:
         index = check_id(_frame_number(frame), path, where, "frame")
         x, y, w, h = check_box(box, path, where)
         if w <= 0 or h <= 0:
             fail(path, where, f"bbox {box!r} is empty; width and height must be > 0")
         confidence = check_number(score, path, where, "score")
-        boxes.setdefault(index, []).append(np.array([x, y, w, h, confidence], dtype=np.float32))
-    return boxes
+        by_frame.setdefault(index, []).append(np.array([x, y, w, h, confidence], dtype=np.float32))
+    return by_frame
 
 
 def _frame_number(frame: object) -> object:
@@ -135,7 +135,7 @@ class SkeletonVideo:
     def write(self, frame: np.ndarray) -> None:
         if self.writer is None:
             height, width = frame.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]  # absent from OpenCV's stubs
             self.writer = cv2.VideoWriter(str(self.temporary), fourcc, self.fps, (width, height))
             if not self.writer.isOpened():
                 raise write_error(self.path, "OpenCV cannot open a video writer for it")

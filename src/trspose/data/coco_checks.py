@@ -123,8 +123,9 @@ def check_keypoint_file(data: Any, path: Path, num_keypoints: int) -> dict:
             fail(path, "the top level", f"'{key}' is {_describe(data[key])}; it must be a list")
     categories = _person_categories(data["categories"], path)
     images = _check_images(data["images"], path)
-    annotations, seen = [], {}
-    counts = {"num_keypoints": [], "far outside": []}
+    annotations: list = []
+    seen: dict[int, int] = {}
+    counts: dict[str, list] = {"num_keypoints": [], "far outside": []}
     for position, ann in enumerate(data["annotations"]):
         checked = _check_annotation(ann, position, path, images, num_keypoints, seen, counts)
         if checked is not None:

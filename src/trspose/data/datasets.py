@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from trspose.data.codec import HeatmapCodec
 from trspose.data.keypoints import KeypointSpec
 from trspose.data.normalization import IMAGENET, Normalization
 from trspose.data.transforms import TopDownTransform
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 def normalize_image(crop: np.ndarray, normalization: Normalization = IMAGENET) -> torch.Tensor:
@@ -38,16 +42,19 @@ def denormalize(images: torch.Tensor, normalization: Normalization = IMAGENET) -
 class BatchMixin:
     """``.to(device)`` and ``pin_memory()`` for dataclasses whose fields are all tensors."""
 
-    def to(self, device: torch.device | str, non_blocking: bool = True):
-        values = {f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
+    def _names(self) -> list[str]:
+        return [f.name for f in fields(self)]  # type: ignore[arg-type]  # every subclass is a dataclass
+
+    def to(self, device: torch.device | str, non_blocking: bool = True) -> Self:
+        values = {name: getattr(self, name).to(device, non_blocking=non_blocking) for name in self._names()}
         return type(self)(**values)
 
-    def pin_memory(self):
+    def pin_memory(self) -> Self:
         # DataLoader(pin_memory=True) calls this on custom batch types.
-        return type(self)(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+        return type(self)(**{name: getattr(self, name).pin_memory() for name in self._names()})
 
     def __len__(self) -> int:
-        return int(getattr(self, fields(self)[0].name).shape[0])
+        return int(getattr(self, self._names()[0]).shape[0])
 
 
 @dataclass

@@ -28,7 +28,7 @@ class DataFiles:
         resolved = {
             name: (Path(p) if Path(p).is_absolute() else root / p) if p else None for name, p in paths.items()
         }
-        return cls(root=root, **resolved)
+        return cls(root=root, **resolved)  # type: ignore[arg-type]  # the required paths are never empty
 
 
 def load_instances(files: DataFiles, spec: KeypointSpec, split: str) -> list[PersonInstance]:

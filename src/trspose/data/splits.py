@@ -35,6 +35,7 @@ def _resolve_count(total: int, num_labeled: int | None, fraction: float | None) 
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         return max(1, int(round(fraction * total)))
+    assert num_labeled is not None  # exactly one of the two is given
     if not 0 < num_labeled <= total:
         raise ValueError(f"num_labeled must be in [1, {total}] (the number of instances), got {num_labeled}")
     return int(num_labeled)

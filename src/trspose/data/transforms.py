@@ -212,12 +212,12 @@ class TopDownTransform:
         self.aspect_ratio = self.input_size[0] / self.input_size[1]  # height / width
 
     def sample_center_scale_rotation(
-        self, instance: PersonInstance, rng: np.random.Generator
+        self, instance: PersonInstance, rng: np.random.Generator | None
     ) -> tuple[np.ndarray, np.ndarray, float]:
-        """Box -> centre/scale, then HRNet's half-body, scale, shift and rotation draws."""
+        """Box -> centre/scale, then HRNet's half-body, scale, shift and rotation draws (none without ``rng``)."""
         center, scale = box_to_center_scale(instance.box, self.aspect_ratio, padding=BOX_PADDING)
         config = self.augment
-        if config is None:
+        if config is None or rng is None:
             return center, scale, 0.0
         labelled = int((instance.keypoints[:, 2] > 0).sum())
         if labelled > config.half_body_min_kpts and rng.random() < config.half_body_prob:
@@ -251,7 +251,7 @@ class TopDownTransform:
         """
         center, scale, rotation = self.sample_center_scale_rotation(instance, rng)
         image_to_crop = get_affine_transform(center, scale, rotation, self.input_size)
-        flipped = self.augment is not None and rng.random() < self.augment.flip_prob
+        flipped = self.augment is not None and rng is not None and rng.random() < self.augment.flip_prob
         if flipped:
             image_to_crop = compose_affine(horizontal_flip_matrix(self.input_size[1]), image_to_crop)
         crop = warp_image(image_rgb, image_to_crop, self.input_size)  # (H, W, 3)
@@ -259,9 +259,9 @@ class TopDownTransform:
             instance.keypoints, image_to_crop, self.input_size, self.flip_index if flipped else None
         )
         config = self.augment
-        if config is not None and config.color_jitter > 0:
+        if config is not None and rng is not None and config.color_jitter > 0:
             crop = jitter_color(crop, config.color_jitter, rng)
-        if isinstance(config, StrongAugmentConfig):
+        if isinstance(config, StrongAugmentConfig) and rng is not None:
             if cutout_points is not None:
                 centers = affine_points(np.asarray(cutout_points)[:, :2], image_to_crop)
             else:

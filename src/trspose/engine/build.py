@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from trspose.config import ExperimentConfig, config_to_dict, pixel_normalization
@@ -150,7 +151,7 @@ def resolve_data(
     else:
         if not data.root:
             raise ConfigError("data.root is empty; set it to the folder of your COCO-format dataset")
-        root = data.root
+        root = Path(data.root)
     return DataFiles.under(
         Path(root),
         train_annotations=data.train_annotations,
@@ -202,7 +203,7 @@ def unlabeled_people(
 ) -> list[PersonInstance]:
     """The unlabelled pool of a run (``data.unlabeled_*``; see ``data.unlabeled.unlabeled_pool``)."""
     d = cfg.data
-    extra = []
+    extra: list[PersonInstance] = []
     if files.unlabeled_images:
         extra, _ = load_image_folder_with_boxes(
             files.unlabeled_images, files.unlabeled_boxes, spec=keypoint_spec(cfg),
@@ -245,7 +246,7 @@ def build_evaluator(
         flip_index=spec.flip_index() if cfg.eval.flip_test else None,
         decode=cfg.eval.decode,
         batch_size=cfg.eval.batch_size,
-        sigmas=spec.sigmas,
+        sigmas=np.asarray(spec.sigmas),
         annotations=annotations,
         oks_nms=oks_nms,
         image_ids=image_ids,
@@ -305,7 +306,7 @@ def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
     return build_pose_model(
         backbone=m.backbone,
         num_keypoints=keypoint_spec(cfg).num_keypoints,
-        input_size=tuple(cfg.data.input_size),
+        input_size=cfg.data.input_size,
         mfl_levels=tuple(m.mfl_levels),
         fuse_levels=m.fuse_levels,
         pretrained=m.pretrained,

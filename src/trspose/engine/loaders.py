@@ -50,10 +50,10 @@ class PositionDataset(Dataset):
     """
 
     def __init__(self, dataset: Dataset, seed: int):
-        if len(dataset) == 0:
+        if len(dataset) == 0:  # type: ignore[arg-type]  # map-style datasets have a length
             raise ValueError("PositionDataset needs at least one item")
         self.dataset = dataset
-        self.num_items = len(dataset)
+        self.num_items = len(dataset)  # type: ignore[arg-type]
         self.seed = seed
         self._epoch, self._order = -1, np.arange(self.num_items)
 

@@ -115,7 +115,7 @@ def git_revision(cwd: Path = Path(__file__).parent) -> str:
 
 
 def environment_record(device: torch.device, world_size: int) -> dict:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in (
         "trspose",
         "torch",
@@ -213,7 +213,7 @@ class MetricsLogger:
         record = {"step": step, "kind": kind, "time": round(time.time(), 3), **clean}
         append_line(json.dumps(record), self.path)
         for key, value in clean.items():
-            if value is not None:
+            if value is not None and self.writer is not None:
                 self.writer.add_scalar(key, value, step)
 
     def close(self) -> None:

@@ -62,7 +62,7 @@ def evaluate_coco_keypoints(
     ground_truth: str | Path | COCO,
     results: list[dict],
     *,
-    sigmas: Sequence[float] | None = None,
+    sigmas: Sequence[float] | np.ndarray | None = None,
     image_ids: Sequence[int] | None = None,
     verbose: bool = False,
 ) -> dict[str, float]:
@@ -115,7 +115,7 @@ def rescore(keypoint_scores: np.ndarray, box_scores: np.ndarray, threshold: floa
 
 
 def make_results(
-    image_ids: Sequence[int],
+    image_ids: Sequence[int] | np.ndarray,
     keypoints: np.ndarray,
     keypoint_scores: np.ndarray,
     box_scores: np.ndarray,

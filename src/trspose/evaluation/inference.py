@@ -78,9 +78,9 @@ def predict_crops(
     image affines are ``crop_to_image`` (B, 2, 3)."""
     heatmaps = predict_heatmaps(model, images, flip_index)
     coords, scores = codec.decode(heatmaps, decode_method=decode)  # (B, K, 2) crop pixels, (B, K)
-    coords, scores = coords.cpu().numpy(), scores.cpu().numpy()
-    in_image = np.stack([affine_points(c, m) for c, m in zip(coords, crop_to_image)])
-    return in_image.astype(np.float32), scores.astype(np.float32)
+    crop_points, peak_scores = coords.cpu().numpy(), scores.cpu().numpy()
+    in_image = np.stack([affine_points(c, m) for c, m in zip(crop_points, crop_to_image)])
+    return in_image.astype(np.float32), peak_scores.astype(np.float32)
 
 
 @torch.no_grad()

@@ -7,18 +7,22 @@ optimised and wrapped in DistributedDataParallel; teachers and reviewers never a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from trspose.data.datasets import PoseBatch
+from trspose.data.unlabeled import UnlabeledBatch
+from trspose.methods.pseudo_labels import PseudoTarget
 
 
 @dataclass
 class StepOutput:
     loss: torch.Tensor
     """The scalar to back-propagate."""
-    metrics: dict[str, torch.Tensor | float] = field(default_factory=dict)
+    metrics: Mapping[str, torch.Tensor | float] = field(default_factory=dict)
     """Scalars to log, named like ``loss/supervised`` or ``pseudo/kept_fraction``. Detached tensors are fine:
     the trainer converts them only on logging steps, so the training step never waits for the device."""
 
@@ -28,9 +32,13 @@ class Method:
 
     uses_unlabeled: bool = False
     """Whether training_step needs an unlabelled batch."""
-    unlabeled_from_step: int = 0
-    """The first step whose training_step reads its unlabelled batch (the end of a supervised burn-in): the trainer
-    loads none before it and passes None."""
+
+    @property
+    def unlabeled_from_step(self) -> int:
+        """The first step whose training_step reads its unlabelled batch (the end of a supervised burn-in): the
+        trainer loads none before it and passes None."""
+        return 0
+
     selection_candidate: str = "model"
     """The network of ``candidates()`` whose hold-out score selects 'best.pt' and drives the reviewer."""
 
@@ -53,7 +61,7 @@ class Method:
         """Move every network (trainable or not) to ``device``."""
         self.trainable.to(device)
 
-    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+    def training_step(self, labeled: PoseBatch, unlabeled: UnlabeledBatch | None, step: int) -> StepOutput:
         raise NotImplementedError
 
     def after_optimizer_step(self, step: int) -> None:
@@ -70,7 +78,9 @@ class Method:
         (image, x0, y0). Nothing here; TRS pastes Keypoint-Mix patches and cuts out joints."""
         return strong, [], []
 
-    def pseudo_targets(self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor) -> dict:
+    def pseudo_targets(
+        self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor
+    ) -> dict[str, PseudoTarget]:
         """The pseudo-labels (``PseudoTarget`` by source: 'teacher', 'reviewer', 'target' = what the student learns
         from) this method makes of weak views, for measuring them against hidden ground truth; none here."""
         return {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from trspose.data.datasets import PoseBatch
+from trspose.data.unlabeled import UnlabeledBatch
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.losses import multi_level_loss
 from trspose.methods.pseudo_labels import PseudoTarget, make_pseudo_target
@@ -54,20 +56,19 @@ class DualNetworks(Method):
         target = self._target("partner", weak, weak_to_strong, flipped)
         return {"teacher": target, "target": target}
 
-    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+    def training_step(self, labeled: PoseBatch, unlabeled: UnlabeledBatch | None, step: int) -> StepOutput:
         n = labeled.images.shape[0]
-        use_unlabeled = unlabeled is not None and step >= self.cfg.burn_in_steps
-        targets = (
-            {
-                name: self._target(other, unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
+        views = unlabeled if step >= self.cfg.burn_in_steps else None  # None: burn-in, supervised only
+        targets, images = {}, labeled.images
+        if views is not None:
+            targets = {
+                name: self._target(other, views.weak, views.weak_to_strong, views.flipped)
                 for name, other in (("student", "partner"), ("partner", "student"))
             }  # fmt: skip
-            if use_unlabeled
-            else {}
-        )
-        images = torch.cat([labeled.images, unlabeled.strong]) if use_unlabeled else labeled.images
+            images = torch.cat([labeled.images, views.strong])
         ramp = consistency_weight(step, self.cfg)
-        total, metrics = 0.0, {}
+        total = torch.zeros((), device=labeled.images.device)
+        metrics: dict[str, torch.Tensor | float] = {}
         for name in ("student", "partner"):
             output = self.wrapped[name](images)
             levels_l = {k: v[:n] for k, v in output.levels.items()}
@@ -76,7 +77,7 @@ class DualNetworks(Method):
             )
             total = total + supervised
             metrics[f"loss/supervised_{name}"] = parts["main"].detach()
-            if use_unlabeled:
+            if views is not None:
                 target = targets[name]
                 levels_u = {k: v[n:] for k, v in output.levels.items()}
                 consistency, _ = multi_level_loss(
@@ -85,8 +86,10 @@ class DualNetworks(Method):
                 total = total + ramp * consistency
                 metrics[f"loss/consistency_{name}"] = consistency.detach()
                 metrics[f"pseudo/kept_fraction_{name}"] = target.weight.mean()
-        if use_unlabeled:  # both networks' targets, as one number beside the other methods' kept fraction
-            metrics["pseudo/kept_fraction"] = 0.5 * sum(t.weight.mean() for t in targets.values())
+        if views is not None:  # both networks' targets, as one number beside the other methods' kept fraction
+            metrics["pseudo/kept_fraction"] = 0.5 * (
+                targets["student"].weight.mean() + targets["partner"].weight.mean()
+            )
         return StepOutput(total, metrics)
 
     def inference_model(self) -> nn.Module:

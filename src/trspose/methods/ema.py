@@ -23,13 +23,13 @@ def ema_update(target: nn.Module, source: nn.Module, momentum: float) -> None:
 
     momentum 0 copies the source; momentum 1 leaves the target unchanged.
     """
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
-    for t, s in zip(target.buffers(), source.buffers()):
-        if t.dtype.is_floating_point:
-            t.mul_(momentum).add_(s.detach(), alpha=1.0 - momentum)
+    for weight, value in zip(target.parameters(), source.parameters()):
+        weight.mul_(momentum).add_(value.detach(), alpha=1.0 - momentum)
+    for buffer, new in zip(target.buffers(), source.buffers()):
+        if buffer.dtype.is_floating_point:
+            buffer.mul_(momentum).add_(new.detach(), alpha=1.0 - momentum)
         else:
-            t.copy_(s)
+            buffer.copy_(new)
 
 
 @torch.no_grad()

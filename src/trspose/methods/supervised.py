@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from trspose.data.datasets import PoseBatch
+from trspose.data.unlabeled import UnlabeledBatch
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.losses import multi_level_loss
 
@@ -13,7 +15,7 @@ class Supervised(Method):
         super().__init__({"student": student})
         self.level_weights = level_weights
 
-    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+    def training_step(self, labeled: PoseBatch, unlabeled: UnlabeledBatch | None, step: int) -> StepOutput:
         output = self.wrapped["student"](labeled.images)
         loss, parts = multi_level_loss(
             output.heatmaps, output.levels, labeled.heatmaps, labeled.target_weight, self.level_weights

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from trspose.data.codec import HeatmapCodec
+from trspose.data.datasets import PoseBatch
+from trspose.data.unlabeled import UnlabeledBatch
 from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
 from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
@@ -81,7 +83,7 @@ class TeacherReviewerStudent(Method):
     def teacher_ready(self) -> bool:
         return self.step >= self.cfg.burn_in_steps
 
-    def training_step(self, labeled, unlabeled, step: int) -> StepOutput:
+    def training_step(self, labeled: PoseBatch, unlabeled: UnlabeledBatch | None, step: int) -> StepOutput:
         self.step = step
         if self.cfg.reviewer.policy != "none":
             self.reviewer.before_step(step, self.teacher, self.teacher_ready)
@@ -185,7 +187,8 @@ class TeacherReviewerStudent(Method):
             self.codec.heatmap_to_input(target.peaks),
             target.weight > 0,
         )  # (B, K, 2) input px, (B, K)
-        pasted, erased = [], []
+        pasted: list[tuple[int, int, int]] = []
+        erased: list[tuple[int, int, int]] = []
         if self.cfg.keypoint_mix:
             strong, record = keypoint_mix(strong, peaks, valid, self.cfg.mix, generator, self.flip_index)
             pasted = record.destination

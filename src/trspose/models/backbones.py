@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -36,8 +37,8 @@ class Backbone(nn.Module):
     def __init__(self, body: nn.Module) -> None:
         super().__init__()
         self.body = body  # timm features_only model; its state dict keys are the timm ones
-        strides = body.feature_info.reduction()
-        channels = body.feature_info.channels()
+        info: Any = body.feature_info  # timm's FeatureInfo
+        strides, channels = info.reduction(), info.channels()
         self.names = tuple(f"stage{int(math.log2(s)) - 1}" for s in strides)
         self.channels: dict[str, int] = dict(zip(self.names, channels))
         self.strides: dict[str, int] = dict(zip(self.names, strides))
@@ -83,7 +84,7 @@ def _hrnet_features(model_name: str) -> Callable[[tuple[int, ...], bool], nn.Mod
 
     def create(out_indices: tuple[int, ...], imagenet: bool) -> nn.Module:
         body = features(out_indices, imagenet)
-        last = body.stage4[-1]
+        last: Any = body.stage4[-1]  # type: ignore[index]  # HRNet's last module
         last.fuse_layers = last.fuse_layers[: max(out_indices)]
         return body
 

@@ -88,7 +88,7 @@ class ConvHead(nn.Module):
     def __init__(self, in_channels: int, num_keypoints: int, hidden_channels: int | None = None) -> None:
         super().__init__()
         channels = in_channels
-        self.hidden = nn.Identity()
+        self.hidden: nn.Module = nn.Identity()
         if hidden_channels is not None:
             self.hidden = _conv_bn_relu(in_channels, hidden_channels)
             channels = hidden_channels

@@ -133,7 +133,7 @@ def build_pose_model(
     needed = (head_feature,) if isinstance(head_feature, str) else head_feature
     stages = tuple(name for name in STAGE_NAMES if name in needed or name in mfl_levels)
     body = build_backbone(backbone, pretrained, stages=stages)
-    if kind == "fpn":
+    if isinstance(head_feature, tuple):  # FPN
         channels = [body.channels[name] for name in head_feature]
         upsample = body.strides[head_feature[0]] // HEATMAP_STRIDE
         main_head: nn.Module = FPNHead(channels, num_keypoints, channels=head_channels, upsample=upsample)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -81,7 +82,8 @@ def lukemelas_to_timm(state: dict[str, torch.Tensor], model: nn.Module) -> dict[
     with the same shape; keys ``model`` lacks (the classifier, for a feature extractor) are dropped only if they
     are past its deepest block or in its top layers. Errors name the key.
     """
-    flat = [(s, b) for s, stage in enumerate(model.blocks) for b in range(len(stage))]
+    stages: Any = model.blocks  # timm's nn.Sequential of stages
+    flat = [(s, b) for s, stage in enumerate(stages) for b in range(len(stage))]
     target = model.state_dict()
     mapped: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():

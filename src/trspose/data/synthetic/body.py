@@ -119,7 +119,7 @@ def build_body_model() -> BodyModel:
     start = time.perf_counter()
     import warp
 
-    warp.config.quiet = True  # no banner, no per-module compile messages (older warp)
+    warp.config.quiet = True  # type: ignore[attr-defined]  # no banner, no per-module compile messages (older warp)
     warp.config.log_level = getattr(warp, "LOG_ERROR", 40)  # the same for warp >= 1.19
     import anny
     import torch

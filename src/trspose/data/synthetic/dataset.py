@@ -83,7 +83,7 @@ def ensure_dataset(
     if size not in SIZES:
         raise DataError(f"unknown synthetic dataset size {size!r}: choose one of {', '.join(SIZES)}")
     explicit = root is not None
-    target = Path(root).expanduser() if explicit else default_root(size, seed)
+    target = Path(root).expanduser() if root is not None else default_root(size, seed)
     identity = expected_identity(size, seed)
     state = folder_state(target, identity)
     if state == "complete" and not force:

@@ -127,7 +127,8 @@ def task_runner(workers: int) -> Iterator[Callable]:
 
 def coco_document(results: list[tuple], size: tuple[int, int], split: str) -> dict:
     """The COCO keypoints JSON of one split from (index, file_name, annotations) sorted by index."""
-    images, annotations = [], []
+    images: list[dict] = []
+    annotations: list[dict] = []
     for index, name, people in results:
         image_id = index + 1
         images.append({"id": image_id, "file_name": name, "height": size[0], "width": size[1]})

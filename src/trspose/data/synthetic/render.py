@@ -201,7 +201,7 @@ def pixel_mask(camera: Camera, vertices: list[np.ndarray]) -> np.ndarray:
 
 def degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     """Camera effects on a uint8 BGR image: colour cast, blur (often), sensor noise."""
-    out = image.astype(np.float32) * rng.uniform(0.85, 1.15, 3) + rng.uniform(-15, 15)
+    out: np.ndarray = image.astype(np.float32) * rng.uniform(0.85, 1.15, 3) + rng.uniform(-15, 15)
     if rng.random() < 0.5:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.3))
     amplitude = int(rng.integers(0, 12))  # uniform integer sensor noise (cheaper than Gaussian)
