@@ -96,6 +96,30 @@ def test_moved_keys_load_from_their_old_place_with_a_note(tmp_path, capsys):
         load_config(overrides=["method.weak_view.flip_prob=0.0", "data.weak_view.flip_prob=0.5"])
 
 
+def test_the_labelled_augmentation_is_a_view_section_and_its_old_flat_keys_still_load(capsys, tmp_path):
+    cfg = load_config(overrides=["data.labeled_view.shift_factor=0.1", "data.labeled_view.color_jitter=0.2"])
+    assert cfg.data.labeled_view.shift_factor == 0.1 and cfg.data.labeled_view.color_jitter == 0.2
+    assert capsys.readouterr().err == ""
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  rotation_deg: 25\n  flip_prob: 0.0\n")
+    cfg = load_config(old, ["data.scale_factor=0.2"])
+    assert (cfg.data.labeled_view.rotation_deg, cfg.data.labeled_view.flip_prob) == (25.0, 0.0)
+    assert cfg.data.labeled_view.scale_factor == 0.2 and cfg.data.labeled_view.rotation_prob == 0.6
+    notes = capsys.readouterr().err.splitlines()
+    assert (
+        len(notes) == 3
+        and "'data.rotation_deg' (" in notes[0]
+        and "is now 'data.labeled_view.rotation_deg'" in notes[0]
+    )
+    # an older run's resolved config (flat keys) is the same config as its new spelling, silently
+    flat = config_to_dict(load_config(overrides=["data.labeled_view.rotation_deg=25"]))
+    view = flat["data"].pop("labeled_view")
+    flat["data"].update({k: view[k] for k in ("scale_factor", "rotation_deg", "rotation_prob", "flip_prob",
+                                              "half_body_prob")})  # fmt: skip
+    assert config_from_dict(flat) == load_config(overrides=["data.labeled_view.rotation_deg=25"])
+    assert capsys.readouterr().err == ""
+
+
 def test_choices_are_checked_by_their_type():
     with pytest.raises(
         ConfigError, match=r"'method.name' must be one of supervised, mean_teacher, dual, trs; got 'fixmatch'"
@@ -130,6 +154,15 @@ def load_config_text(text: str) -> ExperimentConfig:
         ("method.confidence_keep_fraction=0", "method.confidence_keep_fraction"),
         ("method.reviewer.weight=-0.5", "method.reviewer.weight"),
         ("method.reviewer.weight_mode=shared", "method.reviewer.weight_mode"),
+        # each section checks its own keys where it is defined, and the message starts with the key
+        ("train.steps=0", "train.steps must be > 0"),
+        ("data.strong_views=0", "data.strong_views must be >= 1"),
+        ("data.keypoints=mpii99", "data.keypoints 'mpii99' is unknown"),
+        ("method.reviewer.size=0", "method.reviewer.size must be >= 1"),
+        ("method.joint_cutout.patch_size=0", "method.joint_cutout.count must be >= 0 and patch_size > 0"),
+        ("method.ema_momentum=1.5", "method.ema_momentum must be in"),
+        ("model.pixel_std=[1,0,1]", "model.pixel_std values must be > 0"),
+        ("data.labeled_view.rotation_prob=2", "data.labeled_view.rotation_prob must be in"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):

@@ -13,6 +13,7 @@ Unknown keys and values of the wrong type are errors that name the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import re
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
+from trspose.data.keypoints import SPECS
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.teacher_student import TeacherStudentConfig
@@ -77,16 +79,9 @@ class DataConfig:
     """Seed of a random labelled subset."""
     holdout_fraction: float = 0.1
     """Fraction of the labelled subset held out to select checkpoints (never the validation set)."""
-    scale_factor: float = 0.30
-    """Random scale augmentation: scale drawn in 1 +- scale_factor."""
-    rotation_deg: float = 40.0
-    """Random rotation augmentation range in degrees (applied with rotation_prob)."""
-    rotation_prob: float = 0.6
-    """Probability of applying a random rotation."""
-    flip_prob: float = 0.5
-    """Probability of a horizontal flip (left/right keypoints swapped)."""
-    half_body_prob: float = 0.3
-    """Probability of the half-body augmentation (HRNet)."""
+    labeled_view: AugmentConfig = field(default_factory=AugmentConfig)
+    """Augmentation of the labelled crops (HRNet's COCO recipe by default): scale, rotation, flip, half-body,
+    and, off by default, centre shift and colour jitter."""
     unlabeled_images: str = ""
     """Extra unlabelled images (a folder, relative to root unless absolute), e.g. COCO unlabeled2017; empty:
     the unlabelled pool is the training split's person boxes (labelled people included, as the literature)."""
@@ -108,6 +103,27 @@ class DataConfig:
     """Strong views per unlabelled person and step (MultiAugs' several hard views): each an independent draw of
     strong_view that learns from the teacher's one weak-view prediction; the student then sees
     train.unlabeled_batch_size x strong_views unlabelled crops per step."""
+
+    def __post_init__(self) -> None:
+        if not valid_input_size(self.input_size):
+            raise ValueError(f"input_size must be positive multiples of {INPUT_MULTIPLE} (height, width), e.g. "
+                             "[256, 192] or [128, 96]")  # fmt: skip
+        if self.keypoints not in SPECS:
+            raise ValueError(f"keypoints '{self.keypoints}' is unknown; choose one of {sorted(SPECS)}")
+        if self.num_labeled < 0 or not 0.0 <= self.labeled_fraction <= 1.0:
+            raise ValueError("num_labeled must be >= 0 and labeled_fraction in [0, 1]")
+        if self.num_labeled and self.labeled_fraction:
+            raise ValueError("num_labeled or labeled_fraction: set one, not both")
+        if self.unlabeled_boxes and not self.unlabeled_images:
+            raise ValueError("unlabeled_boxes needs data.unlabeled_images (the folder the boxes refer to)")
+        if not (self.unlabeled_include_train or self.unlabeled_images):
+            raise ValueError("unlabeled_include_train=false needs data.unlabeled_images (else the unlabelled pool is "
+                             "empty)")  # fmt: skip
+        if self.weak_view.half_body_prob or self.strong_view.half_body_prob:
+            raise ValueError("weak_view.half_body_prob and strong_view.half_body_prob must be 0: half-body crops "
+                             "need keypoints, and unlabelled people have none")  # fmt: skip
+        if self.strong_views < 1:
+            raise ValueError("strong_views must be >= 1")
 
 
 @dataclass
@@ -138,6 +154,14 @@ class ModelConfig:
     """Loss weight per MFL level (empty: 1.0 each)."""
     fuse_levels: bool = False
     """Average the MFL heads into the inference output."""
+
+    def __post_init__(self) -> None:
+        if self.mfl_weights and len(self.mfl_weights) != len(self.mfl_levels):
+            raise ValueError("mfl_weights must be empty or have one weight per model.mfl_levels entry")
+        if len(self.pixel_mean) not in (0, 3) or len(self.pixel_std) not in (0, 3):
+            raise ValueError("pixel_mean and pixel_std must be empty or three numbers (R, G, B)")
+        if not all(v > 0 for v in self.pixel_std):
+            raise ValueError("pixel_std values must be > 0")
 
 
 @dataclass
@@ -185,6 +209,11 @@ class TrainConfig:
     select_on: Literal["final", "holdout"] = "final"
     """Checkpoint called 'best': 'final' (the last one) or 'holdout' (best PCK on the labelled hold-out)."""
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+
 
 @dataclass
 class EvalConfig:
@@ -229,48 +258,16 @@ class ExperimentConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
 
     def __post_init__(self) -> None:
-        validate(self)
+        """What no section can check alone (each section checks its own keys where it is defined)."""
+        _require(self.train.unlabeled_batch_size > 0 or self.method.name == "supervised",
+                 "train.unlabeled_batch_size must be > 0 for semi-supervised methods")  # fmt: skip
+        _require(self.method.joint_cutout.probability == 0 or self.method.name in ("trs", "mean_teacher"),
+                 "method.joint_cutout needs method.name trs or mean_teacher (it cuts around the teacher's joints)")  # fmt: skip
 
 
-def validate(cfg: ExperimentConfig) -> None:
-    """Value checks that types alone cannot express; each error names the key."""
-    checks = [
-        (valid_input_size(cfg.data.input_size),
-         f"data.input_size must be positive multiples of {INPUT_MULTIPLE} (height, width), e.g. [256, 192] or [128, 96]"),
-        (cfg.data.num_labeled >= 0, "data.num_labeled must be >= 0"),
-        (not cfg.data.unlabeled_boxes or cfg.data.unlabeled_images,
-         "data.unlabeled_boxes needs data.unlabeled_images (the folder the boxes refer to)"),
-        (0.0 <= cfg.data.labeled_fraction <= 1.0, "data.labeled_fraction must be in [0, 1]"),
-        (not (cfg.data.num_labeled and cfg.data.labeled_fraction), "set data.num_labeled or data.labeled_fraction, not both"),
-        (cfg.train.steps > 0, "train.steps must be > 0"),
-        (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
-        (cfg.train.unlabeled_batch_size > 0 or cfg.method.name == "supervised",
-         "train.unlabeled_batch_size must be > 0 for semi-supervised methods"),
-        (cfg.data.strong_views >= 1, "data.strong_views must be >= 1"),
-        (cfg.method.reviewer.size >= 1, "method.reviewer.size must be >= 1"),
-        (cfg.method.reviewer.weight >= 0.0 and (cfg.method.reviewer.weight_mode == "added" or cfg.method.reviewer.weight <= 1.0),
-         "method.reviewer.weight must be >= 0, and at most 1 with method.reviewer.weight_mode=share"),
-        (0.0 <= cfg.method.joint_cutout.probability <= 1.0, "method.joint_cutout.probability must be in [0, 1]"),
-        (0.0 < cfg.method.confidence_keep_fraction <= 1.0, "method.confidence_keep_fraction must be in (0, 1]"),
-        (cfg.data.weak_view.half_body_prob == 0 and cfg.data.strong_view.half_body_prob == 0,
-         "data.weak_view.half_body_prob and data.strong_view.half_body_prob must be 0: half-body crops need "
-         "keypoints, and unlabelled people have none"),
-        (cfg.method.joint_cutout.probability == 0 or cfg.method.name in ("trs", "mean_teacher"),
-         "method.joint_cutout needs method.name trs or mean_teacher (it cuts around the teacher's joints)"),
-        (cfg.data.unlabeled_include_train or cfg.data.unlabeled_images,
-         "data.unlabeled_include_train=false needs data.unlabeled_images (else the unlabelled pool is empty)"),
-        (cfg.method.joint_cutout.count >= 0 and cfg.method.joint_cutout.patch_size > 0,
-         "method.joint_cutout.count must be >= 0 and method.joint_cutout.patch_size > 0"),
-        (0.0 <= cfg.method.ema_momentum <= 1.0, "method.ema_momentum must be in [0, 1]"),
-        (not cfg.model.mfl_weights or len(cfg.model.mfl_weights) == len(cfg.model.mfl_levels),
-         "model.mfl_weights must be empty or have one weight per model.mfl_levels entry"),
-        (len(cfg.model.pixel_mean) in (0, 3) and len(cfg.model.pixel_std) in (0, 3),
-         "model.pixel_mean and model.pixel_std must be empty or three numbers (R, G, B)"),
-        (all(v > 0 for v in cfg.model.pixel_std), "model.pixel_std values must be > 0"),
-    ]  # fmt: skip
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
 
 
 def check_training_schedule(cfg: ExperimentConfig) -> None:
@@ -370,42 +367,59 @@ def _merge(obj: Any, overrides: dict, prefix: str = "") -> Any:
         return obj
     try:
         return dataclasses.replace(obj, **changes)
-    except ValueError as error:  # a section's own range checks (e.g. data.strong_view.blur_prob)
-        raise ConfigError(f"config section '{prefix.rstrip('.')}': {error}") from None
+    except ValueError as error:  # a section's own checks, whose messages start with the key (relative to it)
+        raise ConfigError(f"{prefix}{error}") from None
 
 
-# Keys that moved, old (section, key) -> new: the old spelling still loads, with a one-line note. Data settings
-# of the unlabelled stream moved from 'method' to 'data', its batch size to 'train' (2026-12).
-MOVED_KEYS = {
+# Keys that moved, old path -> new path: the old spelling still loads, with a one-line note. Data settings of the
+# unlabelled stream moved from 'method' to 'data', its batch size to 'train'; the labelled crops' augmentation from
+# flat 'data' keys into its own view section, 'data.labeled_view', like the weak and strong views (2026-12).
+MOVED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("method", "unlabeled_batch_size"): ("train", "unlabeled_batch_size"),
     ("method", "unlabeled_box_jitter"): ("data", "unlabeled_box_jitter"),
     ("method", "weak_view"): ("data", "weak_view"),
     ("method", "strong_view"): ("data", "strong_view"),
+    **{
+        ("data", name): ("data", "labeled_view", name)
+        for name in ("scale_factor", "rotation_deg", "rotation_prob", "flip_prob", "half_body_prob")
+    },
 }
 
 
 def move_renamed_keys(tree: dict, *, where: str | None) -> dict:
     """``tree`` (a nested config dict) with old spellings of MOVED_KEYS moved to their new place; when ``where``
     names the source (a file, 'override'), each move is noted on stderr (checkpoints move silently)."""
-    tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
-    for (old_section, key), (new_section, new_key) in MOVED_KEYS.items():
-        section = tree.get(old_section)
-        if not isinstance(section, dict) or key not in section:
+    tree = copy.deepcopy(tree)
+    for old, new in MOVED_KEYS.items():
+        parent = _node(tree, old[:-1])
+        if parent is None or old[-1] not in parent:
             continue
-        value = section.pop(key)
-        new = tree.setdefault(new_section, {})
-        if not isinstance(new, dict):
-            continue  # a malformed section: _merge names it
-        if new_key in new:
-            raise ConfigError(
-                f"config key '{old_section}.{key}' is the old spelling of '{new_section}.{new_key}', and both are "
-                f"given{f' ({where})' if where else ''}; keep only '{new_section}.{new_key}'"
-            )
-        new[new_key] = value
-        if where:
-            print(f"note: config key '{old_section}.{key}' ({where}) is now '{new_section}.{new_key}'; "
-                  "the old spelling still works", file=sys.stderr)  # fmt: skip
+        value = parent.pop(old[-1])
+        target = tree
+        for part in new[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                break  # a malformed section: _merge names it
+        else:
+            old_name, new_name = ".".join(old), ".".join(new)
+            if new[-1] in target:
+                raise ConfigError(
+                    f"config key '{old_name}' is the old spelling of '{new_name}', and both are given"
+                    f"{f' ({where})' if where else ''}; keep only '{new_name}'"
+                )
+            target[new[-1]] = value
+            if where:
+                print(f"note: config key '{old_name}' ({where}) is now '{new_name}'; the old spelling still works",
+                      file=sys.stderr)  # fmt: skip
     return tree
+
+
+def _node(tree: dict, path: tuple[str, ...]) -> dict | None:
+    """The nested dict at ``path`` in ``tree``, or None."""
+    node: Any = tree
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 def parse_dotted(items: list[str]) -> dict:
@@ -471,7 +485,6 @@ def load_config(
 def _build(merged: dict) -> ExperimentConfig:
     default = ExperimentConfig()
     cfg = _merge(default, merged)
-    validate(cfg)
     mean, std = pixel_normalization(cfg.model)  # recorded in config.yaml and checkpoints
     cfg.model.pixel_mean, cfg.model.pixel_std = list(mean), list(std)
     return cfg

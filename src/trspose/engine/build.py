@@ -23,7 +23,7 @@ from trspose.data.datasets import TopDownDataset
 from trspose.data.keypoints import SPECS, KeypointSpec
 from trspose.data.sources import DataFiles, load_instances
 from trspose.data.splits import check_unlabeled_pool, labeled_split
-from trspose.data.transforms import AugmentConfig, TopDownTransform
+from trspose.data.transforms import TopDownTransform
 from trspose.data.unlabeled import UnlabeledViewsDataset, unlabeled_pool
 from trspose.engine.distributed import DistributedContext, barrier
 from trspose.errors import ConfigError, DataError
@@ -125,9 +125,7 @@ def build_training_run(
 
 
 def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
-    if cfg.data.keypoints not in SPECS:
-        raise ConfigError(f"data.keypoints '{cfg.data.keypoints}' is unknown; choose one of {sorted(SPECS)}")
-    return SPECS[cfg.data.keypoints]
+    return SPECS[cfg.data.keypoints]  # a known name: DataConfig checks it
 
 
 def resolve_data(
@@ -174,12 +172,8 @@ def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
 def build_dataset(cfg: ExperimentConfig, instances: list[PersonInstance], train: bool) -> TopDownDataset:
     """Crops of ``instances`` with their target heatmaps: augmented (``train``) or the plain eval crop."""
     d = cfg.data
-    augment = AugmentConfig(
-        scale_factor=d.scale_factor, rotation_deg=d.rotation_deg, rotation_prob=d.rotation_prob,
-        flip_prob=d.flip_prob, half_body_prob=d.half_body_prob,
-    )  # fmt: skip
     spec = keypoint_spec(cfg)
-    transform = TopDownTransform(d.input_size, spec, augment if train else None)
+    transform = TopDownTransform(d.input_size, spec, d.labeled_view if train else None)
     return TopDownDataset(
         instances, spec, build_codec(cfg), transform, seed=Seeds(cfg.train.seed).labeled,
         normalization=pixel_normalization(cfg.model),

@@ -34,6 +34,12 @@ class JointCutoutConfig:
     patch_size: int = 12
     """Side of the square patch, in input pixels."""
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be in [0, 1]")
+        if self.count < 0 or self.patch_size <= 0:
+            raise ValueError("count must be >= 0 and patch_size > 0")
+
 
 @dataclass
 class PasteRecord:

@@ -44,6 +44,12 @@ class ReviewerConfig:
     agreement_px: float = 2.0
     """Teacher and reviewer peaks closer than this (heatmap pixels) agree."""
 
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError("size must be >= 1")
+        if self.weight < 0.0 or (self.weight_mode == "share" and self.weight > 1.0):
+            raise ValueError("weight must be >= 0, and at most 1 with method.reviewer.weight_mode=share")
+
 
 class ReviewerStore:
     """Holds up to ``size`` frozen networks and the bookkeeping of the policy."""

@@ -39,6 +39,12 @@ class TeacherStudentConfig:
     reviewer: ReviewerConfig = field(default_factory=ReviewerConfig)
     """The reviewer store (TRS only)."""
 
+    def __post_init__(self) -> None:
+        if not 0.0 < self.confidence_keep_fraction <= 1.0:
+            raise ValueError("confidence_keep_fraction must be in (0, 1]")
+        if not 0.0 <= self.ema_momentum <= 1.0:
+            raise ValueError("ema_momentum must be in [0, 1]")
+
 
 def sigmoid_rampup(step: int, start: int, length: int) -> float:
     """0 before ``start``, then exp(-5 (1 - t)^2) up to 1 over ``length`` steps (Laine & Aila 2017)."""
