@@ -59,9 +59,9 @@ def probe_of_run(state: dict, split_file: Path, people: int):
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, pseudo_label_people=people))
     files = build.resolve_data(cfg, progress=False)
     train = load_instances(files, build.keypoint_spec(cfg), "train")
-    labelled = set(read_json(split_file, "split file")["labeled_ann_ids"])
+    labeled = set(read_json(split_file, "split file")["labeled_ann_ids"])
     probe = build.pseudo_label_probe(cfg, build.unlabeled_people(cfg, files, train),
-                                     [inst for inst in train if inst.ann_id in labelled])  # fmt: skip
+                                     [inst for inst in train if inst.ann_id in labeled])  # fmt: skip
     return cfg, probe
 
 
@@ -91,10 +91,10 @@ def main() -> None:
             method.cfg, reviewer=dataclasses.replace(method.cfg.reviewer, fusion=args.fusion)
         )
     found = probe.collect(method, torch.device("cpu")) if probe is not None else None
-    if found is None or not found.labelled.any():
+    if found is None or not found.labeled.any():
         sys.exit(f"error: {checkpoint} has no pseudo-labels to measure on people with ground truth (a supervised "
                  "checkpoint, before the burn-in, or no unlabelled person outside the labelled subset); pass another")  # fmt: skip
-    seen = found.labelled
+    seen = found.labeled
     record = {
         "checkpoint": str(checkpoint), "step": state["step"], "fusion": method.cfg.reviewer.fusion, "people": len(probe.dataset.instances),
         "labelled_keypoints": int(seen.sum()), "device": device_name(torch.device("cpu")),

@@ -139,7 +139,7 @@ def main() -> None:
         candidates[f"ensemble_{k}"] = teachers[-k:]
         candidates[f"weight_average_{k}"] = averaged_weights(teachers[-k:])
     found = probe.collect(Sources(candidates, build.keypoint_spec(cfg).flip_index()), torch.device("cpu"))
-    seen = found.labelled
+    seen = found.labeled
     if not seen.any():
         sys.exit("error: the measured people have no labelled keypoints")
     teacher = found.hit["teacher"][seen]

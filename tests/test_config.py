@@ -96,7 +96,7 @@ def test_moved_keys_load_from_their_old_place_with_a_note(tmp_path, capsys):
         load_config(overrides=["method.weak_view.flip_prob=0.0", "data.weak_view.flip_prob=0.5"])
 
 
-def test_the_labelled_augmentation_is_a_view_section_and_its_old_flat_keys_still_load(capsys, tmp_path):
+def test_the_labeled_augmentation_is_a_view_section_and_its_old_flat_keys_still_load(capsys, tmp_path):
     cfg = load_config(overrides=["data.labeled_view.shift_factor=0.1", "data.labeled_view.color_jitter=0.2"])
     assert cfg.data.labeled_view.shift_factor == 0.1 and cfg.data.labeled_view.color_jitter == 0.2
     assert capsys.readouterr().err == ""
@@ -215,7 +215,7 @@ def test_every_shipped_config_loads_and_builds_its_model(path):
     assert out.heatmaps.shape == (1, 17, h // 4, w // 4)
 
 
-def test_unlabelled_views_are_configurable_and_checked():
+def test_unlabeled_views_are_configurable_and_checked():
     from trspose.engine import build
 
     cfg = load_config(
@@ -269,7 +269,7 @@ def test_settings_that_would_do_nothing_are_config_errors(stick_root, tmp_path, 
         (["method.reviewer.policy=periodic", "method.reviewer.every=0"], r"policy=periodic .* steps \(0\)"),
     ],
 )  # fmt: skip
-def test_training_refuses_a_schedule_that_never_uses_the_unlabelled_data_or_the_reviewer(
+def test_training_refuses_a_schedule_that_never_uses_the_unlabeled_data_or_the_reviewer(
     stick_root, tmp_path, overrides, message
 ):
     # the config loads (a checkpoint of such a run still evaluates); only training refuses it

@@ -54,7 +54,7 @@ def write_coco(tmp_path, annotations=None):
     return ann_file, images_dir
 
 
-def test_load_instances_skips_crowd_empty_and_unlabelled(tmp_path, caplog):
+def test_load_instances_skips_crowd_empty_and_unlabeled(tmp_path, caplog):
     ann_file, images_dir = write_coco(tmp_path)
     with caplog.at_level(logging.WARNING):
         instances = load_coco_instances(ann_file, images_dir, COCO17)

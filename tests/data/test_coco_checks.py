@@ -109,7 +109,7 @@ def test_non_finite_numbers_in_detections_name_the_entry(tmp_path, image_dir, li
         load_coco_instances(ann, image_dir, COCO17, boxes_file=boxes)
 
 
-def test_num_keypoints_must_agree_with_the_flags_on_whether_a_person_is_labelled(tmp_path, image_dir, caplog):
+def test_num_keypoints_must_agree_with_the_flags_on_whether_a_person_is_labeled(tmp_path, image_dir, caplog):
     """Case 3: every v=0 with num_keypoints > 0 made eval print AP 100 (pycocotools fell back to a box test)."""
     data = valid_coco()
     data["annotations"][2]["keypoints"][2::3] = [0] * K
@@ -211,7 +211,7 @@ def test_predict_boxes_are_checked_for_finite_numbers_and_file_names(tmp_path):
         load_image_folder_with_boxes(tmp_path, boxes)
 
 
-def test_labelled_keypoints_far_outside_their_box_draw_one_warning(tmp_path, image_dir, caplog):
+def test_labeled_keypoints_far_outside_their_box_draw_one_warning(tmp_path, image_dir, caplog):
     """A 1x1 box whose keypoints span the person was used silently."""
     data = valid_coco()
     data["annotations"][1]["bbox"] = [12.0, 10.0, 1.0, 1.0]

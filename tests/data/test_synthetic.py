@@ -80,7 +80,7 @@ def test_side_view_far_arm_is_occluded(body_model):
     assert flags[0, K["right_shoulder"]] == 2 and flags[0, K["right_elbow"]] == 2
 
 
-def test_back_view_face_is_unlabelled(body_model):
+def test_back_view_face_is_unlabeled(body_model):
     _, _, flags = render_people(body_model, [180.0], [(0.0, 0.0)])
     assert (flags[0, [K["nose"], K["left_eye"], K["right_eye"]]] == 0).all()
     assert (flags[0, K["left_shoulder"] :] == 2).all()
@@ -145,9 +145,9 @@ def test_coco_files_load_and_follow_the_schema(tiny_dataset):
 
 def test_boxes_contain_visible_keypoints(tiny_dataset):
     data = json.loads((tiny_dataset / "annotations" / "person_keypoints_train.json").read_text())
-    labelled = [a for a in data["annotations"] if a["num_keypoints"] > 0]
-    assert len(labelled) >= 10
-    for annotation in labelled:
+    labeled = [a for a in data["annotations"] if a["num_keypoints"] > 0]
+    assert len(labeled) >= 10
+    for annotation in labeled:
         x, y, w, h = annotation["bbox"]
         keypoints = np.array(annotation["keypoints"]).reshape(17, 3)
         visible = keypoints[keypoints[:, 2] == 2, :2]

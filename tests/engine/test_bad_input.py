@@ -149,7 +149,7 @@ def test_eval_max_images_restricts_ground_truth_and_predictions_to_the_same_imag
     assert sorted({inst.image_id for inst in run.validation.dataset.instances}) == first_two
 
 
-def test_a_best_reviewer_without_a_labelled_hold_out_is_a_config_error(root, tmp_path):
+def test_a_best_reviewer_without_a_labeled_hold_out_is_a_config_error(root, tmp_path):
     """TRS's default reviewer is chosen on the hold-out: without one it would silently never be used."""
     message = r"policy=best scores the teacher on the labelled hold-out, .* none"
     for holdout in ("data.holdout_fraction=0", "data.num_labeled=2"):  # tiny's 0.2 of 2 people rounds to none

@@ -171,7 +171,7 @@ def assert_same_tree(a, b, path="method"):
         assert a == b, path
 
 
-def test_burn_in_steps_load_no_unlabelled_people_and_the_first_batch_after_is_unchanged(
+def test_burn_in_steps_load_no_unlabeled_people_and_the_first_batch_after_is_unchanged(
     stick_root, tmp_path, monkeypatch
 ):
     from trspose.data.unlabeled import UnlabeledViewsDataset

@@ -90,10 +90,10 @@ def test_pseudo_label_quality_counts_what_is_right_and_what_the_mask_keeps(stick
     )
     files = build.resolve_data(cfg)
     pool = build.unlabeled_people(cfg, files, load_instances(files, build.keypoint_spec(cfg), "train"))
-    labelled = pool[:3]
-    probe = build.pseudo_label_probe(cfg, pool, labelled)
+    labeled = pool[:3]
+    probe = build.pseudo_label_probe(cfg, pool, labeled)
     people = probe.dataset.instances
-    assert len(people) == 5 and not {p.ann_id for p in people} & {p.ann_id for p in labelled}
+    assert len(people) == 5 and not {p.ann_id for p in people} & {p.ann_id for p in labeled}
     metrics = probe.measure(StandIn(probe.dataset, batch_size=2), torch.device("cpu"))
 
     seen = np.stack([p.keypoints[:, 2] > 0 for p in people])  # (N, K) labelled keypoints
@@ -124,7 +124,7 @@ def test_probe_is_off_without_people_with_ground_truth_and_for_supervised_method
     pool = build.unlabeled_people(cfg, files, load_instances(files, build.keypoint_spec(cfg), "train"))
     assert build.pseudo_label_probe(cfg, pool, []) is None
     on = load_config(TINY, [f"data.root={stick_root}"])
-    assert build.pseudo_label_probe(on, pool, labelled=pool) is None  # every person is labelled
+    assert build.pseudo_label_probe(on, pool, labeled=pool) is None  # every person is labelled
     probe = build.pseudo_label_probe(on, pool, [])
     supervised = build.build_method(on, build.build_model(on))
     assert probe.measure(supervised, torch.device("cpu")) == {}

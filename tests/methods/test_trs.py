@@ -57,7 +57,7 @@ def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_pa
         seen.update(out.metrics)
     for key in ("loss/supervised", "loss/teacher", "loss/reviewer", "pseudo/kept_fraction", "pseudo/mean_confidence",
                 "pseudo/teacher_reviewer_agreement"):  # fmt: skip
-        assert key in seen and seen[key] == seen[key], key
+        assert key in seen and math.isfinite(float(seen[key])), key
     assert all(p.grad is None for p in method.teacher.parameters())
     assert all(p.grad is None for net in method.reviewer.networks for p in net.parameters())
     assert set(method.trainable) == {"student"}  # only the student is optimised / DDP-wrapped

@@ -149,9 +149,9 @@ def write_teacher_worst(checkpoint, cfg, count: int, out_dir: Path, max_people: 
         Path(checkpoint).parent.parent / "split.json"
     )  # the run's labelled subset, when the run folder is there
     # people trained on with their labels (the hold-out's labels only select checkpoints: their picture is useful)
-    labelled_ids = set(read_json(split, "split file").get("train_ann_ids", [])) if split.is_file() else set()
+    labeled_ids = set(read_json(split, "split file").get("train_ann_ids", [])) if split.is_file() else set()
     # the unlabelled pool (data.unlabeled_*: extra images have no ground truth to compare with, so they drop out)
-    pool = build.unlabeled_with_truth(build.unlabeled_people(cfg, files, train), labelled_ids)[:max_people]
+    pool = build.unlabeled_with_truth(build.unlabeled_people(cfg, files, train), labeled_ids)[:max_people]
     if not pool:
         print("note: no unlabelled person with ground truth to compare the teacher's pseudo-labels with")
         return None

@@ -217,33 +217,33 @@ def _check_annotation(
     crowd = ann.get("iscrowd", 0)
     if crowd not in (0, 1) or type(crowd) not in (int, bool, float):
         fail(path, where, f"iscrowd is {_describe(crowd)}; it must be 0 or 1")
-    labelled = int((flags > 0).sum())
-    count = _check_num_keypoints(ann, labelled, num_keypoints, path, where, counts)
+    labeled = int((flags > 0).sum())
+    count = _check_num_keypoints(ann, labeled, num_keypoints, path, where, counts)
     area = ann.get("area", _clipped_area(box, images[image_id]))
     area = check_number(area, path, where, "area", minimum=0, maximum=MAX_COORDINATE**2)
-    if labelled and not crowd and _far_outside(keypoints, box):
+    if labeled and not crowd and _far_outside(keypoints, box):
         counts["far outside"].append(ann_id)
     return {**ann, "id": ann_id, "image_id": image_id, "category_id": category, "bbox": box,
             "keypoints": keypoints.reshape(-1).tolist(), "iscrowd": int(crowd), "num_keypoints": count,
             "area": area}  # fmt: skip
 
 
-def _check_num_keypoints(ann: dict, labelled: int, num_keypoints: int, path: Path, where: str, counts) -> int:
+def _check_num_keypoints(ann: dict, labeled: int, num_keypoints: int, path: Path, where: str, counts) -> int:
     """``num_keypoints`` must agree with the flags on whether the person is labelled at all: COCOeval ignores
     exactly the people with ``num_keypoints == 0``, and training skips them. Another count is only a mistake
     in the count (some converters write K for every person): it is replaced by the flags' count, with a
     warning."""
     if "num_keypoints" not in ann:
-        return labelled
+        return labeled
     count = check_id(ann["num_keypoints"], path, where, "num_keypoints")
     if count > num_keypoints:
         fail(path, where, f"num_keypoints is {count}, more than the {num_keypoints} keypoints of the spec")
-    if (count == 0) != (labelled == 0):
-        fail(path, where, f"num_keypoints is {count} but {labelled} of its keypoints are labelled (v > 0); set "
+    if (count == 0) != (labeled == 0):
+        fail(path, where, f"num_keypoints is {count} but {labeled} of its keypoints are labelled (v > 0); set "
              "num_keypoints to the number of keypoints with v > 0 (0 marks a person to ignore)")  # fmt: skip
-    if count != labelled:
-        counts["num_keypoints"].append((ann["id"], count, labelled))
-    return labelled
+    if count != labeled:
+        counts["num_keypoints"].append((ann["id"], count, labeled))
+    return labeled
 
 
 def _clipped_area(box: list[float], image: dict) -> float:
@@ -272,11 +272,11 @@ def _warn(counts: dict, path: Path) -> None:
     counts = {kind: found for kind, found in counts.items() if found and (str(path), kind) not in _warned}
     _warned.update((str(path), kind) for kind in counts)
     if counts.get("num_keypoints"):
-        ann_id, count, labelled = counts["num_keypoints"][0]
+        ann_id, count, labeled = counts["num_keypoints"][0]
         logger.warning(
             "%s: %d annotations give a num_keypoints other than their number of labelled keypoints (first: "
             "annotation id %s says %d, its flags %d); using the flags' count",
-            path, len(counts["num_keypoints"]), ann_id, count, labelled,
+            path, len(counts["num_keypoints"]), ann_id, count, labeled,
         )  # fmt: skip
     if counts.get("far outside"):
         logger.warning(

@@ -219,8 +219,8 @@ class TopDownTransform:
         config = self.augment
         if config is None or rng is None:
             return center, scale, 0.0
-        labelled = int((instance.keypoints[:, 2] > 0).sum())
-        if labelled > config.half_body_min_kpts and rng.random() < config.half_body_prob:
+        labeled = int((instance.keypoints[:, 2] > 0).sum())
+        if labeled > config.half_body_min_kpts and rng.random() < config.half_body_prob:
             half_body = half_body_center_scale(instance.keypoints, self.lower_body, self.aspect_ratio, rng)
             if half_body is not None:
                 center, scale = half_body

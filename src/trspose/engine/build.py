@@ -106,7 +106,7 @@ def build_training_run(
         if run_dir is not None:
             check_unlabeled_pool(pool, run_dir / "unlabeled_pool.json")  # a resume must see the same pool
         unlabeled = build_unlabeled(cfg, pool)
-        probe = pseudo_label_probe(cfg, pool, labelled=[*labeled, *holdout])
+        probe = pseudo_label_probe(cfg, pool, labeled=[*labeled, *holdout])
     return TrainingRun(
         method=method,
         labeled=build_dataset(cfg, labeled, train=True),
@@ -271,12 +271,12 @@ def validation_evaluator(cfg: ExperimentConfig, files: DataFiles) -> Evaluator:
 
 
 def pseudo_label_probe(
-    cfg: ExperimentConfig, pool: list[PersonInstance], labelled: list[PersonInstance]
+    cfg: ExperimentConfig, pool: list[PersonInstance], labeled: list[PersonInstance]
 ) -> PseudoLabelProbe | None:
     """``eval.pseudo_label_people`` people of the unlabelled pool that are not labelled and have ground truth,
     spread evenly over it; None when off or when no such person exists (e.g. a folder of extra images)."""
     wanted = cfg.eval.pseudo_label_people
-    candidates = unlabeled_with_truth(pool, {inst.ann_id for inst in labelled})
+    candidates = unlabeled_with_truth(pool, {inst.ann_id for inst in labeled})
     if not wanted or not candidates:
         return None
     chosen = candidates[:: max(1, len(candidates) // wanted)][:wanted]
@@ -285,10 +285,10 @@ def pseudo_label_probe(
     )
 
 
-def unlabeled_with_truth(pool: list[PersonInstance], labelled_ids: set[int]) -> list[PersonInstance]:
+def unlabeled_with_truth(pool: list[PersonInstance], labeled_ids: set[int]) -> list[PersonInstance]:
     """The people of the unlabelled pool that are not labelled (training split or hold-out) and have ground truth
     that training never reads: what pseudo-labels can be checked against."""
-    return [inst for inst in pool if inst.ann_id not in labelled_ids and (inst.keypoints[:, 2] > 0).any()]
+    return [inst for inst in pool if inst.ann_id not in labeled_ids and (inst.keypoints[:, 2] > 0).any()]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class MatchedPeople:
 
     predicted: np.ndarray  # (N, K, 2)
     truth: np.ndarray  # (N, K, 2)
-    labelled: np.ndarray  # (N, K) bool
+    labeled: np.ndarray  # (N, K) bool
     box: np.ndarray  # (N, 4) ground-truth x, y, w, h
     area: np.ndarray  # (N,) ground-truth area (OKS scale)
     oks: np.ndarray  # (N,) OKS of each pair
@@ -71,11 +71,11 @@ def match_people(predictions, instances, sigmas) -> MatchedPeople:
             for j, inst in enumerate(people):
                 if j in taken:
                     continue
-                labelled = inst.keypoints[:, 2] > 0
+                labeled = inst.keypoints[:, 2] > 0
                 terms = keypoint_similarity(
                     predictions.keypoints[row], inst.keypoints[:, :2], inst.area, sigmas
                 )
-                oks = float(terms[labelled].mean())
+                oks = float(terms[labeled].mean())
                 if oks >= MATCH_MIN_OKS and (best is None or oks > best_oks):
                     best, best_oks = j, oks
             if best is not None:
@@ -100,16 +100,16 @@ def _pairs(predictions, pairs: list, sigmas) -> MatchedPeople:
                              np.zeros((0, 4)), np.zeros(0), np.zeros(0), none, none, none)  # fmt: skip
     predicted = np.stack([predictions.keypoints[row] for row, _ in pairs])
     truth = np.stack([inst.keypoints[:, :2] for _, inst in pairs])
-    labelled = np.stack([inst.keypoints[:, 2] > 0 for _, inst in pairs])
+    labeled = np.stack([inst.keypoints[:, 2] > 0 for _, inst in pairs])
     area = np.array([inst.area for _, inst in pairs], dtype=float)
     terms = keypoint_similarity(predicted, truth, area, sigmas)
     return MatchedPeople(
         predicted=predicted,
         truth=truth,
-        labelled=labelled,
+        labeled=labeled,
         box=np.stack([np.asarray(inst.box, float) for _, inst in pairs]),
         area=area,
-        oks=np.array([terms[i][labelled[i]].mean() for i in range(len(pairs))]),
+        oks=np.array([terms[i][labeled[i]].mean() for i in range(len(pairs))]),
         ann_id=np.array([inst.ann_id for _, inst in pairs], dtype=np.int64),
         image_id=np.array([inst.image_id for _, inst in pairs], dtype=np.int64),
         row=np.array([row for row, _ in pairs], dtype=np.int64),
@@ -126,7 +126,7 @@ def per_keypoint_metrics(
     matched: MatchedPeople, sigmas, flip_index: np.ndarray, input_size: tuple[int, int]
 ) -> dict[str, np.ndarray]:
     """Each of :data:`METRICS` as a (K,) array over the matched people (nan where a keypoint is never labelled)."""
-    labelled = matched.labelled
+    labeled = matched.labeled
     sigmas = np.asarray(sigmas, dtype=np.float64)
     distance = np.linalg.norm(matched.predicted - matched.truth, axis=-1)  # (N, K) image px
     size = matched.box[:, 2:].max(axis=1) if len(matched.box) else np.zeros(0)
@@ -137,17 +137,17 @@ def per_keypoint_metrics(
     partner = keypoint_similarity(
         matched.predicted, matched.truth[:, flip_index], matched.area, sigmas[flip_index]
     )
-    paired = labelled & labelled[:, flip_index] & (np.arange(len(flip_index)) != flip_index)[None]
+    paired = labeled & labeled[:, flip_index] & (np.arange(len(flip_index)) != flip_index)[None]
 
     def mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (np.where(mask, values, 0.0).sum(axis=0) / mask.sum(axis=0)).astype(float)
 
     return {
-        "oks": mean(own, labelled),
-        "pck@0.05": mean(distance <= 0.05 * size[:, None], labelled),
-        "pck@0.1": mean(distance <= 0.1 * size[:, None], labelled),
-        "error_px": mean(distance * to_crop[:, None], labelled),
+        "oks": mean(own, labeled),
+        "pck@0.05": mean(distance <= 0.05 * size[:, None], labeled),
+        "pck@0.1": mean(distance <= 0.1 * size[:, None], labeled),
+        "error_px": mean(distance * to_crop[:, None], labeled),
         "swap_rate": mean((partner >= SWAP_SIMILARITY) & (own < SWAP_SIMILARITY), paired),
     }
 

@@ -62,7 +62,7 @@ class PseudoLabelProbe:
             confidence={name: joined[f"confidence/{name}"] for name in sources},
             peaks={name: joined[f"peaks/{name}"] for name in sources},
             kept=joined["kept"],
-            labelled=joined["labelled"],
+            labeled=joined["labelled"],
         )
 
     def measure(self, method, device: torch.device) -> dict[str, float]:
@@ -70,9 +70,9 @@ class PseudoLabelProbe:
         the teacher is wrong and the reverse) or of the kept ones (mask precision); empty for methods without
         pseudo-labels."""
         found = self.collect(method, device)
-        if found is None or not found.labelled.any():
+        if found is None or not found.labeled.any():
             return {}
-        hit, kept, seen = found.hit, found.kept, found.labelled
+        hit, kept, seen = found.hit, found.kept, found.labeled
         metrics = {f"pseudo_quality/pck_{name}": 100.0 * hit[name][seen].mean() for name in hit}
         metrics["pseudo_quality/kept_fraction"] = 100.0 * kept[seen].mean()
         if (kept & seen).any():
@@ -93,4 +93,4 @@ class PseudoLabelHits:
     confidence: dict[str, np.ndarray]  # float
     peaks: dict[str, np.ndarray]  # (N, K, 2) heatmap px of the crop
     kept: np.ndarray  # bool, the target's mask
-    labelled: np.ndarray  # bool, ground truth exists (only these count)
+    labeled: np.ndarray  # bool, ground truth exists (only these count)

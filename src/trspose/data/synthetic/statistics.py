@@ -26,9 +26,9 @@ def dataset_statistics(root: str | Path, splits: tuple[str, ...] = ("train", "va
 
 def _split_statistics(coco: dict) -> dict:
     annotations = coco["annotations"]
-    labelled = [a for a in annotations if a["num_keypoints"] > 0]
-    flags = np.array([a["keypoints"][2::3] for a in labelled]).reshape(-1, len(COCO17.names))
-    heights = np.array([a["bbox"][3] for a in labelled], float)
+    labeled = [a for a in annotations if a["num_keypoints"] > 0]
+    flags = np.array([a["keypoints"][2::3] for a in labeled]).reshape(-1, len(COCO17.names))
+    heights = np.array([a["bbox"][3] for a in labeled], float)
     histogram = (
         np.histogram(heights, bins=BOX_HEIGHT_BINS)[0] if len(heights) else np.zeros(len(BOX_HEIGHT_BINS) - 1)
     )
@@ -37,9 +37,9 @@ def _split_statistics(coco: dict) -> dict:
     ]
     return {
         "images": len(coco["images"]),
-        "instances": len(labelled),
-        "ignored_instances": len(annotations) - len(labelled),
-        "instances_per_image": round(len(labelled) / max(len(coco["images"]), 1), 2),
+        "instances": len(labeled),
+        "ignored_instances": len(annotations) - len(labeled),
+        "instances_per_image": round(len(labeled) / max(len(coco["images"]), 1), 2),
         "visibility_fractions": {
             f"v{v}": round(float((flags == v).mean()), 3) if flags.size else 0.0 for v in (0, 1, 2)
         },
@@ -54,7 +54,7 @@ def _split_statistics(coco: dict) -> dict:
         },
         # synthetic data only: real annotations have no pose mode, and get no row
         "pose_modes": dict(
-            sorted(Counter(a["synthetic"]["pose_mode"] for a in labelled if _pose_mode_known(a)).items())
+            sorted(Counter(a["synthetic"]["pose_mode"] for a in labeled if _pose_mode_known(a)).items())
         ),
     }
 
