@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -165,7 +166,61 @@ class SkeletonVideo:
             self.temporary.unlink(missing_ok=True)
 
 
-@torch.no_grad()
+def open_video(video: Path, every: int, max_frames: int) -> cv2.VideoCapture:
+    """The opened video; a bad path, file or option is one ``DataError``."""
+    if every < 1 or max_frames < 0:
+        raise DataError(f"--every must be >= 1 and --max-frames >= 0, got {every} and {max_frames}")
+    if not video.is_file():
+        raise DataError(f"{video}: video not found; check the path")
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise DataError(f"{video}: OpenCV cannot open this video; re-encode it (e.g. H.264 in .mp4)")
+    return capture
+
+
+def sampled_frames(
+    capture: cv2.VideoCapture, every: int, max_frames: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR frame) of every ``every``-th frame, at most ``max_frames`` of them (0: all)."""
+    frame_index, yielded = -1, 0
+    while not max_frames or yielded < max_frames:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        frame_index += 1
+        if frame_index % every == 0:
+            yielded += 1
+            yield frame_index, frame
+
+
+class FramePredictor:
+    """A model with its crops, flip test and decoding, predicting the people (boxes) of one frame at a time."""
+
+    def __init__(self, checkpoint: str | Path) -> None:
+        cfg, self.model = load_model(checkpoint)
+        self.spec = build.keypoint_spec(cfg)
+        self.codec = build.build_codec(cfg)
+        self.transform = TopDownTransform(cfg.data.input_size, self.spec, None)
+        self.normalization = pixel_normalization(cfg.model)
+        self.flip_index = self.spec.flip_index() if cfg.eval.flip_test else None
+        self.decode = cfg.eval.decode
+
+    @torch.no_grad()
+    def __call__(
+        self, rgb: np.ndarray, boxes: list[np.ndarray], source: Path
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints (P, K, 2) in frame pixels and scores (P, K) of the people in ``boxes`` ((x, y, w, h, score))."""
+        crops, matrices = [], []
+        for box in boxes:
+            person = PersonInstance(image_id=0, ann_id=0, image_path=source, box=box[:4],
+                                    keypoints=np.zeros((self.spec.num_keypoints, 3), np.float32))  # fmt: skip
+            crop = self.transform(rgb, person, None)
+            crops.append(normalize_image(crop.crop, self.normalization))
+            matrices.append(crop.crop_to_image)
+        return predict_crops(self.model, torch.stack(crops), np.stack(matrices), self.codec, self.flip_index,
+                             self.decode)  # fmt: skip
+
+
 def predict_video(
     checkpoint: str | Path,
     video: str | Path,
@@ -177,23 +232,12 @@ def predict_video(
     score_threshold: float = 0.3,
 ) -> dict[str, Path]:
     """Predict every ``every``-th frame of ``video`` (at most ``max_frames`` of them, 0: all); returns the paths
-    written (``predictions``, ``csv``, ``video``)."""
-
-    if every < 1 or max_frames < 0:
-        raise DataError(f"--every must be >= 1 and --max-frames >= 0, got {every} and {max_frames}")
+    written (``predictions``, ``csv``, ``video``). Without per-frame ``boxes`` one person is followed: the first
+    frame's box is the whole frame, every later one the box of the keypoints predicted in the frame before."""
     video = Path(video)
-    if not video.is_file():
-        raise DataError(f"{video}: video not found; check the path")
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise DataError(f"{video}: OpenCV cannot open this video; re-encode it (e.g. H.264 in .mp4)")
+    capture = open_video(video, every, max_frames)
     frame_boxes = read_frame_boxes(boxes) if boxes else None
-    cfg, model = load_model(checkpoint)
-    spec = build.keypoint_spec(cfg)
-    codec = build.build_codec(cfg)
-    transform = TopDownTransform(cfg.data.input_size, spec, None)
-    normalization = pixel_normalization(cfg.model)
-    flip_index = spec.flip_index() if cfg.eval.flip_test else None
+    predictor = FramePredictor(checkpoint)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
     out_dir = Path(out_dir)
@@ -206,40 +250,22 @@ def predict_video(
     skeletons = SkeletonVideo(paths["video"], fps / every)
     results: list[dict] = []
     rows: list[list] = []
-    previous: np.ndarray | None = None  # the followed person's box, from the previous processed frame
+    followed: np.ndarray | None = None  # the followed person's box, from the previous processed frame
     wanted = (total + every - 1) // every if total else None
     bar = tqdm(total=min(wanted, max_frames) if wanted and max_frames else (wanted or max_frames or None),
                desc=f"predict {video.name}", unit="frame")  # fmt: skip
-    frame_index, processed = -1, 0
     try:
-        while not max_frames or processed < max_frames:
-            ok, frame_bgr = capture.read()
-            if not ok:
-                break
-            frame_index += 1
-            if frame_index % every:
-                continue
-            height, width = frame_bgr.shape[:2]
-            whole = np.array([0, 0, width, height, 1.0], dtype=np.float32)
+        for frame_index, frame in sampled_frames(capture, every, max_frames):
+            height, width = frame.shape[:2]
             if frame_boxes is not None:
                 people = frame_boxes.get(frame_index, [])
+            elif followed is not None:
+                people = [np.append(followed, 1.0).astype(np.float32)]
             else:
-                people = [np.append(previous, 1.0).astype(np.float32) if previous is not None else whole]
-            canvas = frame_bgr
+                people = [np.array([0, 0, width, height, 1.0], dtype=np.float32)]  # the whole frame
+            canvas = frame
             if people:
-                rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-                crops, matrices = [], []
-                for box in people:
-                    instance = PersonInstance(
-                        image_id=frame_index, ann_id=0, image_path=video, box=box[:4],
-                        keypoints=np.zeros((spec.num_keypoints, 3), np.float32),
-                    )  # fmt: skip
-                    crop = transform(rgb, instance, None)
-                    crops.append(normalize_image(crop.crop, normalization))
-                    matrices.append(crop.crop_to_image)
-                keypoints, scores = predict_crops(
-                    model, torch.stack(crops), np.stack(matrices), codec, flip_index, cfg.eval.decode
-                )
+                keypoints, scores = predictor(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), people, video)
                 for person, (box, points, score) in enumerate(zip(people, keypoints, scores)):
                     flat = np.concatenate([points, score[:, None]], axis=1)  # (K, 3)
                     results.append({
@@ -249,11 +275,10 @@ def predict_video(
                         "bbox": [round(float(v), 2) for v in box[:4]],
                     })  # fmt: skip
                     rows.append([frame_index, person, *[round(float(v), 3) for v in flat.ravel()]])
-                    canvas = draw_pose(canvas, flat, spec, score_threshold=score_threshold)
+                    canvas = draw_pose(canvas, flat, predictor.spec, score_threshold=score_threshold)
                 if frame_boxes is None:
-                    previous = box_from_keypoints(keypoints[0], scores[0], (height, width), score_threshold)
+                    followed = box_from_keypoints(keypoints[0], scores[0], (height, width), score_threshold)
             skeletons.write(canvas)
-            processed += 1
             bar.update(1)
     except BaseException:
         skeletons.close(keep=False)
@@ -261,18 +286,24 @@ def predict_video(
     finally:
         bar.close()
         capture.release()
-    if processed == 0:
+    if skeletons.frames == 0:
         raise DataError(f"{video}: no frames could be read; check that the file is a complete video")
+    write_outputs(skeletons, results, rows, paths, list(predictor.spec.names))
+    print(f"{video.name}: {skeletons.frames} frames, {len(results)} people -> "
+          f"{', '.join(str(p) for p in paths.values())}")  # fmt: skip
+    return paths
+
+
+def write_outputs(skeletons: SkeletonVideo, results: list[dict], rows: list[list], paths: dict[str, Path],
+                  names: list[str]) -> None:  # fmt: skip
+    """The predictions JSON, the CSV, then the checked video: it takes its name last, so a failed write of any of
+    them leaves none behind."""
     skeletons.check()
-    try:  # the video takes its name last, so a failed JSON or CSV write leaves no video behind either
+    try:
         write_json(results, paths["predictions"])
-        write_text(csv_text(list(spec.names), rows), paths["csv"])
+        write_text(csv_text(names, rows), paths["csv"])
     except BaseException:
         paths["predictions"].unlink(missing_ok=True)
         skeletons.close(keep=False)
         raise
     skeletons.close(keep=True)
-    print(
-        f"{video.name}: {processed} frames, {len(results)} people -> {', '.join(str(p) for p in paths.values())}"
-    )
-    return paths
