@@ -276,25 +276,28 @@ def check_training_schedule(cfg: ExperimentConfig) -> None:
     burn_in_steps to steps - 1; the 'best' reviewer is taken at evaluations (every ``eval_every`` steps), 'periodic'
     every ``every`` steps, both from the end of the burn-in on and only useful before the last step. Checked when
     training starts, not when a config loads, so that a checkpoint of such a run still evaluates."""
-    m, t = cfg.method, cfg.train
-    if m.name == "supervised":
+    method, schedule = cfg.method, cfg.train
+    if method.name == "supervised":
         return
-    if m.burn_in_steps >= t.steps:
+    if method.burn_in_steps >= schedule.steps:
         raise ConfigError(
-            f"method.burn_in_steps ({m.burn_in_steps}) must be below train.steps ({t.steps}), or the unlabelled data "
+            f"method.burn_in_steps ({method.burn_in_steps}) must be below train.steps ({schedule.steps}), or the unlabelled data "
             "are never learned from"
         )
-    policy = m.reviewer.policy if m.name == "trs" else "none"
+    policy = method.reviewer.policy if method.name == "trs" else "none"
     if policy in ("best", "periodic"):
         key = "train.eval_every" if policy == "best" else "method.reviewer.every"
-        period, start = (t.eval_every if policy == "best" else m.reviewer.every), max(m.burn_in_steps, 1)
+        period, start = (
+            (schedule.eval_every if policy == "best" else method.reviewer.every),
+            max(method.burn_in_steps, 1),
+        )
         # the first snapshot step at or after the burn-in's end (multiples of period)
         first = -(-start // period) * period if period > 0 else None
-        if first is None or first >= t.steps:
+        if first is None or first >= schedule.steps:
             raise ConfigError(
                 f"method.reviewer.policy={policy} snapshots the teacher every {key} steps ({period}) after "
-                f"method.burn_in_steps ({m.burn_in_steps}), and no such step comes before train.steps ({t.steps}), "
-                f"so the reviewer would never be used; set e.g. {key}={t.steps - start} or choose another "
+                f"method.burn_in_steps ({method.burn_in_steps}), and no such step comes before train.steps ({schedule.steps}), "
+                f"so the reviewer would never be used; set e.g. {key}={schedule.steps - start} or choose another "
                 "method.reviewer.policy"
             )
 

@@ -171,9 +171,9 @@ def build_codec(cfg: ExperimentConfig) -> HeatmapCodec:
 
 def build_dataset(cfg: ExperimentConfig, instances: list[PersonInstance], train: bool) -> TopDownDataset:
     """Crops of ``instances`` with their target heatmaps: augmented (``train``) or the plain eval crop."""
-    d = cfg.data
+    data = cfg.data
     spec = keypoint_spec(cfg)
-    transform = TopDownTransform(d.input_size, spec, d.labeled_view if train else None)
+    transform = TopDownTransform(data.input_size, spec, data.labeled_view if train else None)
     return TopDownDataset(
         instances, spec, build_codec(cfg), transform, seed=Seeds(cfg.train.seed).labeled,
         normalization=pixel_normalization(cfg.model),
@@ -185,10 +185,10 @@ def labeled_people(
 ) -> tuple[list[PersonInstance], list[PersonInstance]]:
     """(labelled training people, labelled hold-out people) of the training split (``data.num_labeled`` ...;
     see ``data.splits.labeled_split``), the split read from or written to ``saved``."""
-    d = cfg.data
+    data = cfg.data
     return labeled_split(
-        train, num_labeled=d.num_labeled, fraction=d.labeled_fraction, seed=d.split_seed, mode=d.split_mode,
-        holdout_fraction=d.holdout_fraction, saved=saved,
+        train, num_labeled=data.num_labeled, fraction=data.labeled_fraction, seed=data.split_seed, mode=data.split_mode,
+        holdout_fraction=data.holdout_fraction, saved=saved,
     )  # fmt: skip
 
 
@@ -196,26 +196,26 @@ def unlabeled_people(
     cfg: ExperimentConfig, files: DataFiles, train: list[PersonInstance]
 ) -> list[PersonInstance]:
     """The unlabelled pool of a run (``data.unlabeled_*``; see ``data.unlabeled.unlabeled_pool``)."""
-    d = cfg.data
+    data = cfg.data
     extra: list[PersonInstance] = []
     if files.unlabeled_images:
         extra, _ = load_image_folder_with_boxes(
             files.unlabeled_images, files.unlabeled_boxes, spec=keypoint_spec(cfg),
-            min_box_score=d.unlabeled_min_box_score,
+            min_box_score=data.unlabeled_min_box_score,
         )  # fmt: skip
     return unlabeled_pool(
-        train, extra, include_train=d.unlabeled_include_train, box_jitter=d.unlabeled_box_jitter,
+        train, extra, include_train=data.unlabeled_include_train, box_jitter=data.unlabeled_box_jitter,
         seed=Seeds(cfg.train.seed).box_jitter,
     )  # fmt: skip
 
 
 def build_unlabeled(cfg: ExperimentConfig, instances: list[PersonInstance]) -> UnlabeledViewsDataset:
     """Weak/strong views of the unlabelled pool (see ``unlabeled_people``), keypoints ignored."""
-    d = cfg.data
+    data = cfg.data
     return UnlabeledViewsDataset(
-        instances, keypoint_spec(cfg), d.input_size, d.weak_view, d.strong_view,
+        instances, keypoint_spec(cfg), data.input_size, data.weak_view, data.strong_view,
         seed=Seeds(cfg.train.seed).unlabeled, normalization=pixel_normalization(cfg.model),
-        strong_views=d.strong_views,
+        strong_views=data.strong_views,
     )  # fmt: skip
 
 
@@ -296,17 +296,17 @@ def unlabeled_with_truth(pool: list[PersonInstance], labeled_ids: set[int]) -> l
 
 
 def build_model(cfg: ExperimentConfig) -> torch.nn.Module:
-    m = cfg.model
+    model = cfg.model
     return build_pose_model(
-        backbone=m.backbone,
+        backbone=model.backbone,
         num_keypoints=keypoint_spec(cfg).num_keypoints,
         input_size=cfg.data.input_size,
-        mfl_levels=tuple(m.mfl_levels),
-        fuse_levels=m.fuse_levels,
-        pretrained=m.pretrained,
-        head_channels=m.head_channels,
-        head=m.head,
-        channels_last=m.channels_last,
+        mfl_levels=tuple(model.mfl_levels),
+        fuse_levels=model.fuse_levels,
+        pretrained=model.pretrained,
+        head_channels=model.head_channels,
+        head=model.head,
+        channels_last=model.channels_last,
     )
 
 

@@ -71,9 +71,9 @@ def autocast(amp: bool, device: torch.device):
     return contextlib.nullcontext()
 
 
-def build_optimizer(t: TrainConfig, parameters) -> torch.optim.Optimizer:
-    optimizer = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return optimizer(parameters, lr=t.lr, weight_decay=t.weight_decay)
+def build_optimizer(schedule: TrainConfig, parameters) -> torch.optim.Optimizer:
+    optimizer = torch.optim.AdamW if schedule.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=schedule.lr, weight_decay=schedule.weight_decay)
 
 
 def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
@@ -107,19 +107,21 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         cleanup_distributed()
 
 
-def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext, *, resume: bool) -> dict:
-    """Train ``run.method`` for ``t.steps`` optimiser steps; returns the final validation metrics."""
+def fit(
+    run: TrainingRun, schedule: TrainConfig, run_dir: Path, ctx: DistributedContext, *, resume: bool
+) -> dict:
+    """Train ``run.method`` for ``schedule.steps`` optimiser steps; returns the final validation metrics."""
     method = run.method
     seed_everything(run.seeds.loop(ctx.rank))
     method.to(ctx.device)
-    optimizer = build_optimizer(t, method.parameters())
+    optimizer = build_optimizer(schedule, method.parameters())
     lr_factor = lambda s: learning_rate_factor(  # noqa: E731
         s,
-        total_steps=t.steps,
-        warmup_steps=t.warmup_steps,
-        schedule=t.schedule,
-        milestones=t.milestones,
-        gamma=t.gamma,
+        total_steps=schedule.steps,
+        warmup_steps=schedule.warmup_steps,
+        schedule=schedule.schedule,
+        milestones=schedule.milestones,
+        gamma=schedule.gamma,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     start_step, best = 0, {"score": -math.inf, "step": -1}
@@ -135,7 +137,7 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
         restore_rng_state(state["rng"][min(ctx.rank, len(state["rng"]) - 1)])
         start_step, best = state["step"], {"score": state["best_score"], "step": state["best_step"]}
         _truncate_metrics(run_dir / "metrics.jsonl", start_step)
-        if t.keep_checkpoints and ctx.is_main:  # interrupted between saving 'last' and keeping it
+        if schedule.keep_checkpoints and ctx.is_main:  # interrupted between saving 'last' and keeping it
             _keep(checkpoints / "last.pt", checkpoints / f"step_{start_step:06d}.pt")
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -143,26 +145,28 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         method.wrap(lambda module: DistributedDataParallel(module, device_ids=device_ids))
     if ctx.is_main:
-        precision = "bf16 autocast" if uses_bf16(t.amp, ctx.device) else "float32"
+        precision = "bf16 autocast" if uses_bf16(schedule.amp, ctx.device) else "float32"
         if resume:
             note_resumed_environment(run_dir, start_step, ctx.device, ctx.world_size, precision)
         else:
             write_run_metadata(run_dir, run.config, ctx.device, ctx.world_size, precision)
     logger = MetricsLogger(run_dir if ctx.is_main else None)
 
-    streams = _open_streams(run, t, ctx, start_step)
-    bar = tqdm(total=t.steps, initial=start_step, desc="train", disable=not ctx.is_main, dynamic_ncols=True)
+    streams = _open_streams(run, schedule, ctx, start_step)
+    bar = tqdm(
+        total=schedule.steps, initial=start_step, desc="train", disable=not ctx.is_main, dynamic_ncols=True
+    )
     window_images, window_start = 0, time.perf_counter()
     try:
         method.train()
-        for step in range(start_step, t.steps):
+        for step in range(start_step, schedule.steps):
             labeled = next(streams["labeled"]).to(ctx.device, non_blocking=True)
             unlabeled = (
                 next(streams["unlabeled"]).to(ctx.device, non_blocking=True)
                 if "unlabeled" in streams and step >= method.unlabeled_from_step
                 else None
             )
-            with autocast(t.amp, ctx.device):
+            with autocast(schedule.amp, ctx.device):
                 out = method.training_step(labeled, unlabeled, step)
             if not torch.isfinite(out.loss):
                 raise TrainingError(
@@ -171,15 +175,15 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
                 )
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(method.parameters(), t.grad_clip)
+            if schedule.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), schedule.grad_clip)
             optimizer.step()
             scheduler.step()
             method.after_optimizer_step(step)
 
             done = step + 1
             window_images += labeled.images.shape[0] * ctx.world_size
-            if done % t.log_every == 0 or done == t.steps:
+            if done % schedule.log_every == 0 or done == schedule.steps:
                 elapsed = time.perf_counter() - window_start
                 values = {"loss/total": out.loss.detach(), **out.metrics}
                 metrics = reduce_mean({k: float(v) for k, v in values.items()})
@@ -195,27 +199,31 @@ def fit(run: TrainingRun, t: TrainConfig, run_dir: Path, ctx: DistributedContext
                 )
                 window_images, window_start = 0, time.perf_counter()
             bar.update(1)
-            if (t.eval_every and done % t.eval_every == 0) or done == t.steps:
-                best = _evaluate_and_select(run, t, ctx, logger, done, best, checkpoints)
-            if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
+            if (schedule.eval_every and done % schedule.eval_every == 0) or done == schedule.steps:
+                best = _evaluate_and_select(run, schedule, ctx, logger, done, best, checkpoints)
+            if (
+                schedule.checkpoint_every and done % schedule.checkpoint_every == 0
+            ) or done == schedule.steps:
                 _save(run, optimizer, scheduler, done, best, checkpoints / "last.pt", ctx)
-                if t.keep_checkpoints and ctx.is_main:
+                if schedule.keep_checkpoints and ctx.is_main:
                     _keep(checkpoints / "last.pt", checkpoints / f"step_{done:06d}.pt")
     finally:
         bar.close()  # also on errors, so the error message starts on its own line
     final = run.validation.validation_metrics(method.inference_model(), ctx, progress=True)
     if ctx.is_main:
-        logger.log(t.steps, final, kind="final")
-        write_json({"step": t.steps, **finite_or_none(final)}, run_dir / "final_metrics.json", indent=2)
+        logger.log(schedule.steps, final, kind="final")
+        write_json(
+            {"step": schedule.steps, **finite_or_none(final)}, run_dir / "final_metrics.json", indent=2
+        )
     logger.close()
     return final
 
 
-def _open_streams(run: TrainingRun, t: TrainConfig, ctx: DistributedContext, start_step: int) -> dict:
+def _open_streams(run: TrainingRun, schedule: TrainConfig, ctx: DistributedContext, start_step: int) -> dict:
     pin = ctx.device.type == "cuda"
     labeled = PositionDataset(run.labeled, seed=run.seeds.labeled)
     streams = {
-        "labeled": stream(labeled, StreamSpec(t.batch_size, ctx.rank, ctx.world_size), collate_pose,
+        "labeled": stream(labeled, StreamSpec(schedule.batch_size, ctx.rank, ctx.world_size), collate_pose,
                           start_step=start_step, workers=run.workers, pin_memory=pin),
     }  # fmt: skip
     if run.unlabeled is not None:
@@ -223,7 +231,7 @@ def _open_streams(run: TrainingRun, t: TrainConfig, ctx: DistributedContext, sta
         # those an earlier start would give): burn-in steps load no unlabelled people they would not use.
         unlabeled = PositionDataset(run.unlabeled, seed=run.seeds.unlabeled)
         streams["unlabeled"] = stream(
-            unlabeled, StreamSpec(t.unlabeled_batch_size, ctx.rank, ctx.world_size), collate_unlabeled,
+            unlabeled, StreamSpec(schedule.unlabeled_batch_size, ctx.rank, ctx.world_size), collate_unlabeled,
             start_step=max(start_step, run.method.unlabeled_from_step), workers=run.workers, pin_memory=pin,
         )  # fmt: skip
     return streams
@@ -231,7 +239,7 @@ def _open_streams(run: TrainingRun, t: TrainConfig, ctx: DistributedContext, sta
 
 def _evaluate_and_select(
     run: TrainingRun,
-    t: TrainConfig,
+    schedule: TrainConfig,
     ctx: DistributedContext,
     logger,
     step: int,
@@ -252,14 +260,16 @@ def _evaluate_and_select(
             for name, network in method.candidates().items()
         }
         method.after_evaluation(step, holdout[f"holdout/pck_{method.selection_candidate}"])
-    validation = run.validation.validation_metrics(method.inference_model(), ctx) if step != t.steps else {}
+    validation = (
+        run.validation.validation_metrics(method.inference_model(), ctx) if step != schedule.steps else {}
+    )
     logger.log(step, {**holdout, **validation, **pseudo}, kind="eval")
-    if t.select_on == "holdout" and holdout:
+    if schedule.select_on == "holdout" and holdout:
         score = holdout[f"holdout/pck_{method.selection_candidate}"]
         if score > best["score"]:
             best = {"score": score, "step": step}
             _save(run, None, None, step, best, checkpoints / "best.pt", ctx)
-    elif step == t.steps:  # select_on=final (or no hold-out to select on): 'best' is the final network
+    elif step == schedule.steps:  # select_on=final (or no hold-out to select on): 'best' is the final network
         best = {"score": math.nan, "step": step}
         _save(run, None, None, step, best, checkpoints / "best.pt", ctx)
     method.train()

@@ -104,17 +104,24 @@ class TeacherReviewerStudent(Method):
         teacher_target, reviewer_target, metrics = self._pseudo_targets(unlabeled)
         strong, _, _ = self.perturb_strong_view(unlabeled.strong, teacher_target, generator)
         output = self.wrapped["student"](torch.cat([labeled_images, strong]))  # (B_l + B_u, K, h, w)
-        lab = lambda t: t[:n_labeled]  # noqa: E731
-        unl = lambda t: t[n_labeled:]  # noqa: E731
-        levels_l = {k: lab(v) for k, v in output.levels.items()}
-        levels_u = {k: unl(v) for k, v in output.levels.items()}
+        labeled_rows, strong_rows = slice(None, n_labeled), slice(n_labeled, None)
+        levels_l = {k: v[labeled_rows] for k, v in output.levels.items()}
+        levels_u = {k: v[strong_rows] for k, v in output.levels.items()}
         supervised, parts = multi_level_loss(
-            lab(output.heatmaps), levels_l, labeled.heatmaps, labeled.target_weight, self.level_weights
+            output.heatmaps[labeled_rows],
+            levels_l,
+            labeled.heatmaps,
+            labeled.target_weight,
+            self.level_weights,
         )
         ramp = consistency_weight(step, self.cfg)
         teacher_weight, reviewer_weight = term_weights(ramp, self.cfg.reviewer, reviewer_target is not None)
         teacher_loss, _ = multi_level_loss(
-            unl(output.heatmaps), levels_u, teacher_target.heatmaps, teacher_target.weight, self.level_weights
+            output.heatmaps[strong_rows],
+            levels_u,
+            teacher_target.heatmaps,
+            teacher_target.weight,
+            self.level_weights,
         )
         loss = supervised + teacher_weight * teacher_loss
         metrics.update(
@@ -126,7 +133,7 @@ class TeacherReviewerStudent(Method):
         )
         if reviewer_target is not None:
             reviewer_loss, _ = multi_level_loss(
-                unl(output.heatmaps),
+                output.heatmaps[strong_rows],
                 levels_u,
                 reviewer_target.heatmaps,
                 reviewer_target.weight,
