@@ -5,6 +5,9 @@ from pathlib import Path
 
 import pytest
 
+# the CLI evaluation and bad-input tests' dataset and untrained checkpoint (fixtures root, checkpoint)
+pytest_plugins = ["tests.cli_cases"]
+
 
 @pytest.fixture(scope="session")
 def body_model():

@@ -1,152 +1,28 @@
-"""Issue 16 through the CLI: detector-box evaluation counts every image, bad files stop with one line before
-anything runs, and the overlays say what they show. An untrained checkpoint and a stand-in model that
-predicts the ground truth keep these fast."""
+"""Bad input through the CLI and the builders: bad files stop with one line before anything runs, and the overlays
+say what they show. An untrained checkpoint and a stand-in model that predicts the ground truth keep these fast
+(tests/cli_cases.py); the scoring itself is tested in tests/evaluation/test_scoring.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
-from tests.stick_figures import write_stick_figure_dataset
-from tests.tiny_runs import tiny_semi_config
+from tests.cli_cases import (
+    K,
+    oracle,
+    run_cli,
+    val_annotations,
+)  # fmt: skip
+from tests.tiny_runs import TINY, tiny_semi_config
 from trspose.apps import jobs
-from trspose.cli import main
-from trspose.config import config_to_dict, load_config
-from trspose.data.keypoints import COCO17
-from trspose.data.sources import load_instances
 from trspose.engine import build
-from trspose.engine.checkpoint import save_checkpoint
 from trspose.engine.distributed import DistributedContext
 from trspose.errors import ConfigError
 from trspose.evaluation import inference
-from trspose.evaluation.coco_eval import evaluate_coco_keypoints
-from trspose.evaluation.inference import Predictions, keypoint_results
-
-TINY = Path(__file__).parents[2] / "configs" / "tiny.yaml"
-K = 17
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return write_stick_figure_dataset(tmp_path_factory.mktemp("sticks"), num_train=4, num_val=6)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(root, tmp_path_factory) -> Path:
-    """An untrained tiny model's checkpoint (what eval and predict need: the config and the weights)."""
-    cfg = load_config(TINY, [f"data.root={root}"])
-    method = build.build_method(cfg, build.build_model(cfg))
-    path = tmp_path_factory.mktemp("checkpoint") / "untrained.pt"
-    save_checkpoint({"config": config_to_dict(cfg), "method": method.state_dict(), "step": 0}, path)
-    return path
-
-
-def val_annotations(root: Path) -> dict:
-    return json.loads((root / "annotations" / "person_keypoints_val.json").read_text())
-
-
-def oracle(ground_truth: dict, score: float = 0.9):
-    """A stand-in for ``predict``: each person's keypoints are the ground truth of the image's one person
-    (for images outside the annotation file, as in ``predict``, a fixed pose)."""
-    truth = {a["image_id"]: np.reshape(a["keypoints"], (K, 3))[:, :2] for a in ground_truth["annotations"]}
-
-    def predict(model, dataset, codec, **kwargs) -> Predictions:
-        people = dataset.instances
-        return Predictions(
-            ann_id=np.array([p.ann_id for p in people]),
-            image_id=np.array([p.image_id for p in people]),
-            keypoints=np.stack([truth.get(p.image_id, np.full((K, 2), 10.0)) for p in people]).astype(
-                np.float32
-            ),
-            scores=np.full((len(people), K), score, np.float32),
-            box_score=np.array([p.box_score for p in people], np.float32),
-        )
-
-    return predict
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def printed_ap(out: str) -> float:
-    """The AP cell of the metrics table ``| AP | AP50 | ... |`` printed last."""
-    rows = [line for line in out.splitlines() if line.startswith("| ")]
-    return float(rows[-1].split("|")[1])
-
-
-def pycocotools_ap(ann_file: Path, results_file: Path) -> float:
-    """pycocotools run directly, over every image of the annotation file."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
-        evaluator = COCOeval(gt, gt.loadRes(str(results_file)), iouType="keypoints")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return 100.0 * evaluator.stats[0]
-
-
-def test_eval_with_detector_boxes_counts_the_images_without_detections(
-    root, checkpoint, tmp_path, capsys, monkeypatch
-):
-    """Case 1: with detections for half the images the printed AP rose (100 here) while pycocotools over all
-    images gave about half; and --results held the detections before OKS-NMS, not what was scored."""
-    gt = val_annotations(root)
-    monkeypatch.setattr(inference, "predict", oracle(gt))
-    detections = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.9}
-                  for a in gt["annotations"][:3]]  # fmt: skip
-    detections.append({**detections[0], "score": 0.5})  # a duplicate person: OKS-NMS removes it
-    dets = tmp_path / "dets.json"
-    dets.write_text(json.dumps(detections))
-    ann, results = root / "annotations" / "person_keypoints_val.json", tmp_path / "results.json"
-    code, out, err = run_cli(capsys, "eval", checkpoint, "--annotations", ann, "--images", root / "images" / "val",
-                             "--boxes", dets, "--results", results)  # fmt: skip
-    assert code == 0, err
-    written = json.loads(results.read_text())
-    assert len(written) == 3  # what the table scored: the duplicate is gone
-    direct = pycocotools_ap(ann, results)
-    assert printed_ap(out) == pytest.approx(direct, abs=0.05)
-    assert 40.0 < direct < 60.0  # three of six people found
-
-
-def coco_metrics(predictions: Predictions, annotations, image_ids=None) -> dict[str, float]:
-    """What an Evaluator scores: the predictions' COCO results against every image of ``annotations``."""
-    results = keypoint_results(predictions, COCO17.sigmas)
-    return evaluate_coco_keypoints(annotations, results, sigmas=COCO17.sigmas, image_ids=image_ids)
-
-
-def test_coco_metrics_score_every_image_of_the_ground_truth_or_the_given_subset(root):
-    gt = val_annotations(root)
-    people = gt["annotations"][:3]  # predictions for the first three images only
-    predictions = Predictions(
-        ann_id=np.arange(1, 4), image_id=np.array([a["image_id"] for a in people]),
-        keypoints=np.array([np.reshape(a["keypoints"], (K, 3))[:, :2] for a in people], np.float32),
-        scores=np.full((3, K), 0.9, np.float32), box_score=np.ones(3, np.float32),
-    )  # fmt: skip
-    ann = root / "annotations" / "person_keypoints_val.json"
-    everything = coco_metrics(predictions, ann)
-    assert everything["AP"] < 0.6 and everything["AR"] == pytest.approx(0.5)
-    subset = coco_metrics(predictions, ann, image_ids=[a["image_id"] for a in people])
-    assert subset["AP"] == pytest.approx(1.0)
-
-
-def test_eval_max_images_restricts_ground_truth_and_predictions_to_the_same_images(root, tmp_path):
-    cfg = load_config(TINY, [f"data.root={root}", f"output_dir={tmp_path}", "eval.max_images=2"])
-    run = build.build_training_run(cfg, None, DistributedContext())
-    first_two = sorted(image["id"] for image in val_annotations(root)["images"])[:2]
-    assert run.validation.image_ids == first_two
-    assert sorted({inst.image_id for inst in run.validation.dataset.instances}) == first_two
 
 
 def test_a_best_reviewer_without_a_labeled_hold_out_is_a_config_error(root, tmp_path):
@@ -272,15 +148,6 @@ def test_predict_accepts_a_dataset_wide_detections_file_for_some_of_its_images(
     out = jobs.predict_images(checkpoint, [str(one)], boxes=str(boxes), out_dir=tmp_path / "pred")
     results = json.loads((out / "predictions.json").read_text())
     assert [r["file_name"] for r in results] == [names[0]]
-
-
-def test_the_stand_in_model_predicting_the_ground_truth_scores_100(root):
-    """The stand-in behind the tests above: ground truth as predictions, with ground-truth boxes, is AP 1."""
-    cfg = load_config(TINY, [f"data.root={root}"])
-    instances = load_instances(build.resolve_data(cfg), COCO17, "val")
-    predictions = oracle(val_annotations(root))(None, build.build_dataset(cfg, instances, train=False), None)
-    metrics = coco_metrics(predictions, root / "annotations" / "person_keypoints_val.json")
-    assert metrics["AP"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
