@@ -57,7 +57,7 @@ def test_unlabeled_pool_from_a_folder_of_images_with_boxes(stick_root, tmp_path)
     # and a semi-supervised run trains on that pool
     run_cfg = tiny_semi_config(stick_root, tmp_path, "trs", *common, "name=wild_run", "train.steps=4")
     metrics = trainer.train(run_cfg)
-    assert metrics["val/AP"] == metrics["val/AP"]
+    assert 0.0 <= metrics["val/AP"] <= 100.0  # a number, not NaN
     assert json.loads((tmp_path / "wild_run" / "unlabeled_pool.json").read_text())[
         "num_instances"
     ] == 2 + len(train)
