@@ -195,3 +195,25 @@ def test_a_file_read_twice_in_one_command_warns_once(tmp_path, caplog):
         for _ in range(2):
             load_coco_instances(path, root / "images" / "train", COCO17)
     assert caplog.text.count("far outside their bbox") == 1
+
+
+def test_a_run_stopped_after_it_logged_keeps_its_folder_and_is_told_to_resume_or_overwrite(
+    stick_root, tmp_path, monkeypatch, capsys
+):
+    from trspose.methods.supervised import Supervised
+
+    original = Supervised.after_optimizer_step
+
+    def interrupt_at_step_two(self, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        original(self, step)
+
+    monkeypatch.setattr(Supervised, "after_optimizer_step", interrupt_at_step_two)
+    args = ["train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}", "train.steps=6",
+            "train.checkpoint_every=0", "train.eval_every=1", "train.select_on=holdout"]  # fmt: skip
+    assert main(args) == 130
+    run = tmp_path / "tiny"
+    # no last.pt yet, but a best.pt and two steps of metrics: nothing of it is thrown away
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "metrics.jsonl").stat().st_size > 0
+    assert main(args) == 2 and "--overwrite" in last_error_line(capsys)

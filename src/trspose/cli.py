@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint (if any) is intact, continue with --resume", file=sys.stderr)
+        print("interrupted; the last checkpoint is intact: continue with --resume (a run stopped before it logged "
+              "anything is removed: start it again)", file=sys.stderr)  # fmt: skip
         return 130
     return 0
 

@@ -124,8 +124,11 @@ def append_line(line: str, path: Path | str) -> None:
 def finite_or_none(values: dict[str, float]) -> dict[str, float | None]:
     """NaN and infinities (undefined metrics) as None, so JSON writes null rather than the non-standard NaN."""
     import math
+    import numbers
 
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in values.items()}
+    return {
+        k: (None if isinstance(v, numbers.Real) and not math.isfinite(v) else v) for k, v in values.items()
+    }
 
 
 def write_json(data: Any, path: Path | str, indent: int | None = 1) -> Path:

@@ -1,5 +1,5 @@
 """Per-keypoint tables and worst cases from eval, and the teacher's pseudo-labels of a semi-supervised run
-(engine/diagnostics.py)."""
+(apps/diagnostics.py)."""
 
 from __future__ import annotations
 

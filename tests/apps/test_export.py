@@ -1,4 +1,4 @@
-"""ONNX export: parity with PyTorch, the sidecar, and predict / eval through onnxruntime (export.py)."""
+"""ONNX export: parity with PyTorch, the sidecar, and predict / eval through onnxruntime (apps/export.py, apps/predictor.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Video prediction: following the person from frame to frame, per-frame boxes, JSON / CSV / video out
-(engine/video.py)."""
+(apps/video.py)."""
 
 from __future__ import annotations
 

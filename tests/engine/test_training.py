@@ -172,6 +172,32 @@ def assert_same_tree(a, b, path="method"):
         assert a == b, path
 
 
+def test_a_resume_inside_the_burn_in_is_exact(stick_root, tmp_path, monkeypatch):
+    """The unlabelled stream of a run resumed before its burn-in ends starts where the method first reads it."""
+    from trspose.methods.trs import TeacherReviewerStudent
+
+    extra = ["train.steps=4", "train.checkpoint_every=1", "train.eval_every=0", "method.burn_in_steps=2"]
+    trainer.train(tiny_semi_config(stick_root, tmp_path, "mean_teacher", "name=straight", *extra))
+    original = TeacherReviewerStudent.after_optimizer_step
+
+    def crash_at_step_one(self, step):
+        if step == 1:
+            raise KeyboardInterrupt
+        original(self, step)
+
+    monkeypatch.setattr(TeacherReviewerStudent, "after_optimizer_step", crash_at_step_one)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(tiny_semi_config(stick_root, tmp_path, "mean_teacher", "name=crashed", *extra))
+    monkeypatch.setattr(TeacherReviewerStudent, "after_optimizer_step", original)
+    assert (
+        load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["step"] == 1
+    )  # inside the burn-in
+    trainer.train(tiny_semi_config(stick_root, tmp_path, "mean_teacher", "name=crashed", *extra), resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")
+    assert_same_tree(a["method"], b["method"])
+
+
 def test_burn_in_steps_load_no_unlabeled_people_and_the_first_batch_after_is_unchanged(
     stick_root, tmp_path, monkeypatch
 ):
@@ -297,7 +323,9 @@ def test_torchrun_two_cpu_processes_teacher_reviewer_student(stick_root, tmp_pat
     last_train = [r for r in records if r["kind"] == "train"][-1]
     for key in ("loss/supervised", "loss/teacher", "loss/reviewer", "pseudo/kept_fraction"):
         value = last_train.get(key)
-        assert isinstance(value, float) and math.isfinite(value), key  # present, and neither NaN (null) nor inf
+        assert isinstance(value, float) and math.isfinite(value), (
+            key
+        )  # present, and neither NaN (null) nor inf
     state = load_checkpoint(run / "checkpoints" / "last.pt")["method"]
     assert state["step"] == 6 and len(state["reviewer"]["networks"]) == 1
     student, teacher = state["trainable"], state["teacher"]

@@ -1,5 +1,5 @@
 """Inference and the evaluator: the flip test, the metrics logged at each evaluation, and the measurements of
-pseudo-labels on unlabelled people with hidden ground truth (engine/inference.py)."""
+pseudo-labels on unlabelled people with hidden ground truth (evaluation/inference.py, evaluation/pseudo_label_quality.py)."""
 
 import json
 

@@ -137,3 +137,33 @@ def test_mean_teacher_learns_from_every_strong_view_of_each_person(stick_root, t
     assert seen == [2 + 6] and torch.isfinite(out.loss)  # 2 labelled crops and 3 strong views of 2 people
     targets = method.pseudo_targets(unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
     assert targets["teacher"].heatmaps.shape[0] == 6
+    # view v of every person is the one-view target made with that view's geometry
+    for view in range(3):
+        one_view = method.pseudo_targets(
+            unlabeled.weak, unlabeled.weak_to_strong[view::3], unlabeled.flipped[view::3]
+        )["teacher"]
+        torch.testing.assert_close(targets["teacher"].heatmaps[view::3], one_view.heatmaps)
+        torch.testing.assert_close(targets["teacher"].weight[view::3], one_view.weight)
+
+
+@pytest.mark.parametrize("method_name, extra", [
+    ("dual", []),
+    ("trs", ["method.reviewer.policy=periodic", "method.reviewer.every=1", "method.reviewer.fusion=average"]),
+    ("trs", ["method.reviewer.policy=periodic", "method.reviewer.every=1"]),
+])  # fmt: skip
+def test_several_strong_views_train_every_method(stick_root, tmp_path, method_name, extra):
+    cfg = tiny_semi_config(stick_root, tmp_path, method_name, "data.strong_views=2", *extra)
+    method = build.build_method(cfg, build.build_model(cfg))
+    labeled, unlabeled = batches(cfg, 3)
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    for step in range(
+        cfg.method.burn_in_steps, cfg.method.burn_in_steps + 2
+    ):  # the reviewer fills, then teaches
+        out = method.training_step(labeled, unlabeled, step)
+        assert torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        method.after_optimizer_step(step)
+    targets = method.pseudo_targets(unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
+    assert {name: target.heatmaps.shape[0] for name, target in targets.items()} == dict.fromkeys(targets, 6)

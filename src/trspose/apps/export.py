@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import logging
 from pathlib import Path
 
 import torch
@@ -23,10 +22,8 @@ from trspose.config import ExperimentConfig, config_to_dict, pixel_normalization
 from trspose.data.codec import HEATMAP_STRIDE, heatmap_size_for
 from trspose.data.transforms import BOX_PADDING
 from trspose.errors import ConfigError
-from trspose.io import write_json
+from trspose.io import atomic_path, write_json
 from trspose.models.pose_model import PoseModel
-
-log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18  # the lowest opset of torch's dynamo-based exporter
 
@@ -130,25 +127,25 @@ def export_onnx(
 def write_onnx(
     network: nn.Module, input_size: tuple[int, int], path: Path, opset: int = DEFAULT_OPSET
 ) -> Path:
-    """Export ``network`` (images (B, 3, H, W) -> heatmaps) to ``path`` with a dynamic batch dimension; a failed
-    export leaves no file behind."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its passes
-            torch.onnx.export(
-                network,
-                (torch.zeros(2, 3, *input_size),),
-                str(partial),
-                input_names=["images"],
-                output_names=["heatmaps"],
-                dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-    except Exception as error:  # the exporter raises many types; nothing half-written stays behind
-        partial.unlink(missing_ok=True)
-        raise ConfigError(f"ONNX export to {path} failed: {str(error).splitlines()[0][:300]}") from error
-    partial.replace(path)  # a half-written file never has the final name
+    """Export ``network`` (images (B, 3, H, W) -> heatmaps) to ``path`` with a dynamic batch dimension, through
+    ``trspose.io.atomic_path``: a failed export leaves no file behind (a full disk is a ``WriteError``)."""
+    with atomic_path(path) as temporary:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates each of its passes
+                torch.onnx.export(
+                    network,
+                    (torch.zeros(2, 3, *input_size),),
+                    str(temporary),
+                    input_names=["images"],
+                    output_names=["heatmaps"],
+                    dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                )
+        except OSError:
+            raise
+        except Exception as error:  # the exporter raises many types
+            raise ConfigError(f"ONNX export to {path} failed: {str(error).splitlines()[0][:300]}") from error
     return path

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +35,7 @@ from trspose.data.transforms import TopDownTransform
 from trspose.engine import build
 from trspose.errors import DataError
 from trspose.evaluation.inference import predict_crops
-from trspose.io import read_json, temporary_path, write_error, write_json, write_text
+from trspose.io import os_reason, read_json, temporary_path, write_error
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 TRACK_MIN_KEYPOINTS = 4  # fewer confident keypoints than this: the next frame is taken whole
@@ -150,6 +151,9 @@ class SkeletonVideo:
             self.writer = None
         reader = cv2.VideoCapture(str(self.temporary))
         written = int(reader.get(cv2.CAP_PROP_FRAME_COUNT)) if reader.isOpened() else 0
+        if written <= 0 and reader.isOpened():  # a backend that does not know the count: decode them
+            while reader.grab():
+                written += 1
         reader.release()
         if written != self.frames:
             self.temporary.unlink(missing_ok=True)
@@ -160,10 +164,14 @@ class SkeletonVideo:
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-        if keep:
-            os.replace(self.temporary, self.path)
-        else:
+        if not keep:
             self.temporary.unlink(missing_ok=True)
+            return
+        try:
+            os.replace(self.temporary, self.path)
+        except OSError as error:
+            self.temporary.unlink(missing_ok=True)
+            raise write_error(self.path, os_reason(error)) from None
 
 
 def open_video(video: Path, every: int, max_frames: int) -> cv2.VideoCapture:
@@ -296,14 +304,25 @@ def predict_video(
 
 def write_outputs(skeletons: SkeletonVideo, results: list[dict], rows: list[list], paths: dict[str, Path],
                   names: list[str]) -> None:  # fmt: skip
-    """The predictions JSON, the CSV, then the checked video: it takes its name last, so a failed write of any of
-    them leaves none behind."""
+    """The predictions JSON, the CSV and the checked video, each written to a temporary first and all three renamed
+    only when all three are whole: a failed write leaves none of them, and any earlier outputs of the same name
+    stay as they were."""
     skeletons.check()
+    texts = {"predictions": json.dumps(results, indent=1) + "\n", "csv": csv_text(names, rows)}
+    written: list[Path] = []
     try:
-        write_json(results, paths["predictions"])
-        write_text(csv_text(names, rows), paths["csv"])
+        for key, text in texts.items():
+            temporary = temporary_path(paths[key])
+            written.append(temporary)
+            try:
+                temporary.write_text(text, encoding="utf-8")
+            except OSError as error:
+                raise write_error(paths[key], os_reason(error)) from None
+        for key in texts:
+            os.replace(temporary_path(paths[key]), paths[key])
     except BaseException:
-        paths["predictions"].unlink(missing_ok=True)
+        for temporary in written:
+            temporary.unlink(missing_ok=True)
         skeletons.close(keep=False)
         raise
     skeletons.close(keep=True)

@@ -265,12 +265,18 @@ def _far_outside(keypoints: np.ndarray, box: list[float]) -> bool:
     return bool((outside | (points[:, 1] < y - margin) | (points[:, 1] > y + h + margin)).any())
 
 
-_warned: set[tuple[str, str]] = set()  # (file, which warning): a file read twice in a command warns once
+_warned: set[tuple[str, int, str]] = set()  # (file, its mtime, which warning): a file read twice warns once
 
 
 def _warn(counts: dict, path: Path) -> None:
-    counts = {kind: found for kind, found in counts.items() if found and (str(path), kind) not in _warned}
-    _warned.update((str(path), kind) for kind in counts)
+    try:
+        version = Path(path).stat().st_mtime_ns
+    except OSError:
+        version = 0
+    counts = {
+        kind: found for kind, found in counts.items() if found and (str(path), version, kind) not in _warned
+    }
+    _warned.update((str(path), version, kind) for kind in counts)
     if counts.get("num_keypoints"):
         ann_id, count, labeled = counts["num_keypoints"][0]
         logger.warning(

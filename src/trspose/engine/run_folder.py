@@ -21,14 +21,15 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+import yaml
 
 from trspose.config import (
     ExperimentConfig,
     changed_keys,
+    config_from_dict,
     config_to_dict,
     dotted_items,
     dump_yaml,
-    load_config,
 )
 from trspose.errors import TrainingError, TrsposeError
 from trspose.io import append_line, finite_or_none, write_json, write_text
@@ -77,9 +78,9 @@ def check_resumed_config(cfg: ExperimentConfig, saved: Path) -> None:
     ``config.yaml`` (a changed budget would move the LR milestones mid-run), naming the keys that differ."""
     if not saved.is_file():
         return  # a run folder from before config.yaml was written; nothing to compare
-    try:
-        before = config_to_dict(load_config(saved))
-    except TrsposeError as error:
+    try:  # as a record is read: a run of an older version, with keys since renamed, resumes without notes
+        before = config_to_dict(config_from_dict(yaml.safe_load(saved.read_text()) or {}))
+    except (TrsposeError, OSError, yaml.YAMLError, AttributeError) as error:
         raise TrainingError(
             f"cannot resume: '{saved}' is not a config this version reads ({error})"
         ) from None

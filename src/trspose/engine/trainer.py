@@ -95,9 +95,10 @@ def train(cfg: ExperimentConfig, *, resume: bool = False, overwrite: bool = Fals
         try:
             metrics = fit(run, cfg.train, run_dir, ctx, resume=resume)
         except BaseException:
-            # A new run that stops before its first checkpoint (an image that cannot be decoded, an interrupt)
-            # has nothing to resume from: leave nothing that would refuse the corrected rerun.
-            if ctx.is_main and not resume and not (run_dir / "checkpoints" / "last.pt").exists():
+            # A new run that stops before it wrote anything worth keeping (an image that cannot be decoded at the
+            # first step): leave nothing that would refuse the corrected rerun. A run with a checkpoint or logged
+            # metrics stays (its rerun is told to --resume or --overwrite).
+            if ctx.is_main and not resume and _nothing_to_keep(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
         if ctx.is_main:
@@ -127,8 +128,9 @@ def fit(
     start_step, best = 0, {"score": -math.inf, "step": -1}
     checkpoints = run_dir / "checkpoints"
     if resume:
-        if ctx.is_main:  # a checkpoint write killed halfway left its temporary: nothing else writes here now
+        if ctx.is_main:  # a write killed halfway left its temporary: nothing else writes here now
             remove_temporaries(checkpoints)
+            remove_temporaries(run_dir)
         state = load_checkpoint(checkpoints / "last.pt")
         method.load_state_dict(state["method"])
         method.to(ctx.device)
@@ -293,6 +295,13 @@ def _save(
         "best_step": best["step"],
     }
     save_checkpoint(state, path)
+
+
+def _nothing_to_keep(run_dir: Path) -> bool:
+    """Whether a run folder holds no checkpoint and no logged metrics (only what its start wrote)."""
+    metrics = run_dir / "metrics.jsonl"
+    has_metrics = metrics.is_file() and metrics.stat().st_size > 0
+    return not has_metrics and not any((run_dir / "checkpoints").glob("*.pt"))
 
 
 def _keep(last: Path, kept: Path) -> None:

@@ -55,7 +55,7 @@ def keypoint_similarity(predicted: np.ndarray, truth: np.ndarray, area: np.ndarr
 
 
 def match_people(predictions, instances, sigmas) -> MatchedPeople:
-    """Match ``predictions`` (engine.inference.Predictions) to labelled ``instances`` image by image, greedily by
+    """Match ``predictions`` (evaluation.inference.Predictions) to labelled ``instances`` image by image, greedily by
     OKS in order of the mean keypoint score (detector boxes). People no prediction reaches: :func:`unmatched`."""
     truth_by_image: dict[int, list] = {}
     for inst in instances:

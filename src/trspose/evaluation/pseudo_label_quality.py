@@ -54,7 +54,7 @@ class PseudoLabelProbe:
                 parts.setdefault(f"confidence/{name}", []).append(target.confidence.cpu().numpy())
                 parts.setdefault(f"peaks/{name}", []).append(target.peaks.cpu().numpy())
             parts.setdefault("kept", []).append(targets["target"].weight.cpu().numpy() > 0)
-            parts.setdefault("labelled", []).append(truth[..., 2] > 0)
+            parts.setdefault("labeled", []).append(truth[..., 2] > 0)
         joined = {key: np.concatenate(value) for key, value in parts.items()}
         sources = [key.split("/", 1)[1] for key in joined if key.startswith("hit/")]
         return PseudoLabelHits(
@@ -62,7 +62,7 @@ class PseudoLabelProbe:
             confidence={name: joined[f"confidence/{name}"] for name in sources},
             peaks={name: joined[f"peaks/{name}"] for name in sources},
             kept=joined["kept"],
-            labeled=joined["labelled"],
+            labeled=joined["labeled"],
         )
 
     def measure(self, method, device: torch.device) -> dict[str, float]:
