@@ -145,7 +145,7 @@ def main() -> None:
                                                   if r["probe"] == p.name and r["role"] != "all_labels"]
             for p in PROBES
         }  # fmt: skip
-        panels = {title: lines for title, lines in panels.items() if lines}
+        panels = {title: lines for title, lines in panels.items() if any("mean_teacher" in n for n, _ in lines)}
         if panels:
             plot_curves(panels, results_dir / "ssl_recipe_probes_curves.png", seed_bands=True)
 
@@ -186,16 +186,19 @@ def probe_table(rows: list[dict], seeds: list[int]) -> str:
         supervised_change, _ = paired(supervised, ap(TODAY.name, "supervised"))
         if not probe.supervised:
             supervised_change = "today's runs"
-        wall = [r["wall_s"] / 60 for r in rows if r["probe"] == probe.name and r["role"] == "mean_teacher"]
+        timed = [r for r in rows if r["probe"] == probe.name and r["role"] == "mean_teacher"]
+        wall = [r["wall_s"] / 60 for r in timed]
+        paused = "*" if any(r.get("note") for r in timed) else ""
         table.append([
             probe.name, probe.change, per_seed(teacher), per_seed(supervised), gain, closed,
             teacher_change if probe is not TODAY else "-", supervised_change if probe is not TODAY else "-",
-            f"{statistics.mean(wall):.0f}" if wall else "-",
+            f"{statistics.mean(wall):.0f}{paused}" if wall else "-",
         ])  # fmt: skip
     header = ["probe", "change", f"mean teacher AP (seeds {', '.join(map(str, seeds))})", "supervised AP",
               "mean teacher - supervised (seeds)", "gap closed", "mean teacher vs today", "supervised vs today",
               "mean teacher wall min"]  # fmt: skip
-    return markdown_table(header, table)
+    notes = [f"* {r['probe']} {r['role']} seed {r['seed']}: {r['note']}" for r in rows if r.get("note")]
+    return markdown_table(header, table) + "".join("\n" + note for note in dict.fromkeys(notes))
 
 
 def commands(rows: list[dict]) -> str:
