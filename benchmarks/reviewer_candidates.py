@@ -43,7 +43,7 @@ class Sources:
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
 
     @torch.no_grad()
-    def pseudo_targets(self, weak, weak_to_strong, flipped):
+    def pseudo_targets(self, weak, weak_to_strong, flipped, people=None):
         from trspose.evaluation.inference import predict_heatmaps
         from trspose.methods.pseudo_labels import make_pseudo_target
 

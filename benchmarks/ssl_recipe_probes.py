@@ -145,7 +145,9 @@ def main() -> None:
                                                   if r["probe"] == p.name and r["role"] != "all_labels"]
             for p in PROBES
         }  # fmt: skip
-        panels = {title: lines for title, lines in panels.items() if any("mean_teacher" in n for n, _ in lines)}
+        panels = {
+            title: lines for title, lines in panels.items() if any("mean_teacher" in n for n, _ in lines)
+        }
         if panels:
             plot_curves(panels, results_dir / "ssl_recipe_probes_curves.png", seed_bands=True)
 

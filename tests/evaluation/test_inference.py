@@ -66,7 +66,7 @@ class StandIn:
     def __init__(self, dataset, batch_size: int):
         self.batches = iter(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_pose))
 
-    def pseudo_targets(self, weak, weak_to_strong, flipped):
+    def pseudo_targets(self, weak, weak_to_strong, flipped, people=None):
         batch = next(self.batches)  # the probe reads its people in order: the same batch
         assert torch.equal(weak, batch.images) and not flipped.any()
         truth = batch.keypoints[..., :2] / 4.0  # (B, K, 2) crop px -> heatmap px (stride 4)

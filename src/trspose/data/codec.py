@@ -91,6 +91,29 @@ class HeatmapCodec:
             coords = refine_dark(heatmaps, coords, self.sigma)
         return self.heatmap_to_input(coords), scores
 
+    def input_to_heatmap_points(self, points: torch.Tensor) -> torch.Tensor:
+        """Input (crop) pixel coordinates (..., 2) (x, y) -> heatmap pixels, as ``encode`` places them."""
+        scale = torch.as_tensor(self.input_to_heatmap, dtype=points.dtype, device=points.device)
+        return points * scale
+
+    def gaussians(self, centers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmaps (N, K, h, w) of Gaussians centred on heatmap-pixel ``centers`` (N, K, 2), as ``encode`` makes
+        them, and whether each centre falls inside the heatmap's pixels (N, K) (outside ones are all zero)."""
+        height, width = self.heatmap_size
+        xs = torch.arange(width, dtype=centers.dtype, device=centers.device)
+        ys = torch.arange(height, dtype=centers.dtype, device=centers.device)
+        cx, cy = centers[..., 0:1], centers[..., 1:2]  # (N, K, 1)
+        inside = (
+            (cx[..., 0] >= -0.5)
+            & (cx[..., 0] < width - 0.5)
+            & (cy[..., 0] >= -0.5)
+            & (cy[..., 0] < height - 0.5)
+        )
+        gauss_x = torch.exp(-((xs - cx) ** 2) / (2 * self.sigma**2))  # (N, K, w)
+        gauss_y = torch.exp(-((ys - cy) ** 2) / (2 * self.sigma**2))  # (N, K, h)
+        heatmaps = gauss_y[..., :, None] * gauss_x[..., None, :] * inside[..., None, None]
+        return heatmaps, inside
+
     def heatmap_to_input(self, points: torch.Tensor) -> torch.Tensor:
         """Heatmap pixel coordinates (..., 2) (x, y) -> input (crop) pixels: the inverse of ``encode``'s
         ``x * w / W``. Where a pseudo-keypoint's heatmap peak lies in the crop (Keypoint-Mix, cutout, probes)."""

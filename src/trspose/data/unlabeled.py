@@ -87,6 +87,8 @@ class UnlabeledBatch(BatchMixin):
     flipped: torch.Tensor  # (B * V,) bool, strong mirrored relative to weak (swap left/right channels)
     image_id: torch.Tensor  # (B,) long
     ann_id: torch.Tensor  # (B,) long
+    weak_crop_to_image: torch.Tensor  # (B, 2, 3) float32 weak crop px -> image px
+    strong_crop_to_image: torch.Tensor  # (B * V, 2, 3) float32 strong crop px -> image px
 
 
 def collate_unlabeled(samples: Sequence[UnlabeledSample]) -> UnlabeledBatch:
@@ -101,6 +103,12 @@ def collate_unlabeled(samples: Sequence[UnlabeledSample]) -> UnlabeledBatch:
         flipped=torch.from_numpy(np.concatenate([s.flipped for s in samples])),
         image_id=torch.tensor([s.image_id for s in samples], dtype=torch.long),
         ann_id=torch.tensor([s.ann_id for s in samples], dtype=torch.long),
+        weak_crop_to_image=torch.from_numpy(
+            np.stack([s.weak_crop_to_image for s in samples]).astype(np.float32)
+        ),
+        strong_crop_to_image=torch.from_numpy(
+            np.concatenate([s.strong_crop_to_image for s in samples]).astype(np.float32)
+        ),
     )
 
 

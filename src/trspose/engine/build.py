@@ -94,6 +94,11 @@ def build_training_run(
     files = resolve_data(cfg, ctx)
     train_people = load_instances(files, spec, "train")
     labeled, holdout = labeled_people(cfg, train_people, run_dir / "split.json" if run_dir else None)
+    if cfg.method.name == "trs" and cfg.method.reviewer.policy == "memory" and ctx.world_size > 1:
+        raise ConfigError(
+            "method.reviewer.policy=memory keeps each process's people apart and runs in one process for now; "
+            "train it without torchrun, or choose another method.reviewer.policy"
+        )
     if cfg.method.name == "trs" and cfg.method.reviewer.policy == "best" and not holdout:
         raise ConfigError(
             f"method.reviewer.policy=best scores the teacher on the labelled hold-out, and data.holdout_fraction="

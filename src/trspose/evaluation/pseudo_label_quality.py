@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from trspose.data.datasets import TopDownDataset, collate_pose
 from trspose.data.geometry import affine_points
 from trspose.evaluation.pck import pck_hits
+from trspose.methods.memory import PeopleViews
 
 
 @dataclass
@@ -37,7 +38,9 @@ class PseudoLabelProbe:
             images = batch.images.to(device)
             identity = torch.eye(2, 3, device=device).expand(len(images), 2, 3)  # no second view
             flipped = torch.zeros(len(images), dtype=torch.bool, device=device)
-            targets = method.pseudo_targets(images, identity, flipped)
+            crops = batch.crop_to_image.to(device)  # the one view is both the weak and the strong one
+            views = PeopleViews(batch.ann_id.to(device), crops, crops)
+            targets = method.pseudo_targets(images, identity, flipped, views)
             if not targets:
                 return None
             people = [by_id[int(a)] for a in batch.ann_id]

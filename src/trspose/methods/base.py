@@ -15,6 +15,7 @@ from torch import nn
 
 from trspose.data.datasets import PoseBatch
 from trspose.data.unlabeled import UnlabeledBatch
+from trspose.methods.memory import PeopleViews
 from trspose.methods.pseudo_labels import PseudoTarget
 
 
@@ -79,7 +80,11 @@ class Method:
         return strong, [], []
 
     def pseudo_targets(
-        self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor
+        self,
+        weak: torch.Tensor,
+        weak_to_strong: torch.Tensor,
+        flipped: torch.Tensor,
+        people: PeopleViews | None = None,
     ) -> dict[str, PseudoTarget]:
         """The pseudo-labels (``PseudoTarget`` by source: 'teacher', 'reviewer', 'target' = what the student learns
         from) this method makes of weak views, for measuring them against hidden ground truth; none here."""

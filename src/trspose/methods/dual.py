@@ -51,7 +51,7 @@ class DualNetworks(Method):
     def unlabeled_from_step(self) -> int:
         return self.cfg.burn_in_steps
 
-    def pseudo_targets(self, weak, weak_to_strong, flipped) -> dict[str, PseudoTarget]:
+    def pseudo_targets(self, weak, weak_to_strong, flipped, people=None) -> dict[str, PseudoTarget]:
         """The student's pseudo-labels (made by its partner, the teacher of this method) of weak views."""
         target = self._target("partner", weak, weak_to_strong, flipped)
         return {"teacher": target, "target": target}

@@ -3,7 +3,8 @@
 Policies (``ReviewerConfig.policy``):
 - ``best``: snapshot the teacher whenever its hold-out score is a new best (default; "important" = good);
 - ``periodic``: snapshot the teacher every ``every`` steps;
-- ``slow_ema``: one network, an EMA of the teacher with a much larger momentum.
+- ``slow_ema``: one network, an EMA of the teacher with a much larger momentum;
+- ``memory``: no network; per unlabelled person the most confident pseudo-keypoints ever made (methods/memory.py).
 The store keeps the ``size`` most recent snapshots (for ``best``: the best ones); predictions are averaged.
 """
 
@@ -21,8 +22,9 @@ from trspose.methods.ema import ema_update, frozen_copy
 
 @dataclass
 class ReviewerConfig:
-    policy: Literal["best", "periodic", "slow_ema", "none"] = "best"
-    """'best', 'periodic', 'slow_ema' or 'none' (no reviewer)."""
+    policy: Literal["best", "periodic", "slow_ema", "memory", "none"] = "best"
+    """'best', 'periodic', 'slow_ema' (past teachers), 'memory' (each unlabelled person's most confident
+    pseudo-keypoints so far, used where the current teacher is less sure) or 'none' (no reviewer)."""
     size: int = 1
     """Snapshots kept in the store."""
     every: int = 500
@@ -49,6 +51,10 @@ class ReviewerConfig:
             raise ValueError("size must be >= 1")
         if self.weight < 0.0 or (self.weight_mode == "share" and self.weight > 1.0):
             raise ValueError("weight must be >= 0, and at most 1 with method.reviewer.weight_mode=share")
+        if self.policy == "memory" and self.fusion != "separate":
+            raise ValueError(
+                "fusion must be 'separate' with policy=memory (it has no heatmaps of the weak view)"
+            )
 
 
 class ReviewerStore:

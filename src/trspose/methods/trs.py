@@ -25,6 +25,7 @@ from trspose.methods.base import Method, StepOutput
 from trspose.methods.ema import copy_weights, ema_update, frozen_copy
 from trspose.methods.keypoint_mix import joint_cutout, keypoint_mix
 from trspose.methods.losses import multi_level_loss
+from trspose.methods.memory import PeopleViews, PseudoLabelMemory, memory_target
 from trspose.methods.pseudo_labels import PseudoTarget, fuse_targets, make_pseudo_target, peaks_agree
 from trspose.methods.reviewer import ReviewerConfig, ReviewerStore
 from trspose.methods.teacher_student import TeacherStudentConfig, consistency_weight
@@ -62,6 +63,7 @@ class TeacherReviewerStudent(Method):
         self.flip_index = torch.as_tensor(flip_index, dtype=torch.long)
         self.teacher = frozen_copy(student)
         self.reviewer = ReviewerStore(student, cfg.reviewer)
+        self.memory = PseudoLabelMemory(len(self.flip_index))  # the 'memory' policy's; empty otherwise
         self.seed, self.rank = seed, rank
         self.step = 0
 
@@ -145,11 +147,19 @@ class TeacherReviewerStudent(Method):
 
     @torch.no_grad()
     def pseudo_targets(
-        self, weak: torch.Tensor, weak_to_strong: torch.Tensor, flipped: torch.Tensor
+        self,
+        weak: torch.Tensor,
+        weak_to_strong: torch.Tensor,
+        flipped: torch.Tensor,
+        people: PeopleViews | None = None,
+        *,
+        remember: bool = False,
     ) -> dict[str, PseudoTarget]:
         """Pseudo-labels of weak views (B, 3, H, W), in the strong views' heatmap frame: 'teacher', 'reviewer'
-        (while the store holds a network) and 'target', what the teacher term learns from (with a fusion other than
-        'separate' the fused target, else the teacher's). None before the burn-in ends: no teacher yet."""
+        (while the store holds a network; with the 'memory' policy, where ``people`` says who they are) and 'target',
+        what the teacher term learns from (with a fusion other than 'separate' the fused target, else the teacher's).
+        ``remember``: the 'memory' policy first keeps what the teacher predicts now (training steps do; measuring
+        does not). None before the burn-in ends: no teacher yet."""
         if not self.teacher_ready:
             return {}
         flip_index = self.flip_index.to(weak.device)
@@ -158,7 +168,13 @@ class TeacherReviewerStudent(Method):
         teacher_heatmaps = self.teacher(weak).heatmaps.float()  # (B, K, h, w) weak view
         teacher = make_pseudo_target(teacher_heatmaps, *views, *masks)
         targets = {"teacher": teacher, "target": teacher}
-        if self.cfg.reviewer.policy != "none" and self.reviewer.active:
+        if self.cfg.reviewer.policy == "memory":
+            if people is not None:
+                targets["reviewer"] = memory_target(
+                    self.memory, teacher_heatmaps, teacher, people, self.codec, flip_index,
+                    threshold=self.cfg.confidence_threshold, remember=remember,
+                )  # fmt: skip
+        elif self.cfg.reviewer.policy != "none" and self.reviewer.active:
             reviewer_heatmaps = self.reviewer.predict(weak)
             targets["reviewer"] = reviewer = make_pseudo_target(reviewer_heatmaps, *views, *masks)
             fusion, agreement_px = self.cfg.reviewer.fusion, self.cfg.reviewer.agreement_px
@@ -172,7 +188,10 @@ class TeacherReviewerStudent(Method):
 
     def _pseudo_targets(self, unlabeled) -> tuple[PseudoTarget, PseudoTarget | None, dict]:
         """(the target the teacher term learns from, the reviewer's target when it is a term of its own, statistics)."""
-        targets = self.pseudo_targets(unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
+        people = PeopleViews(unlabeled.ann_id, unlabeled.weak_crop_to_image, unlabeled.strong_crop_to_image)
+        targets = self.pseudo_targets(
+            unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped, people, remember=True
+        )
         teacher, target, reviewer = targets["teacher"], targets["target"], targets.get("reviewer")
         metrics = {
             "pseudo/kept_fraction": target.weight.mean(),
@@ -246,6 +265,7 @@ class TeacherReviewerStudent(Method):
             **super().state_dict(),
             "teacher": self.teacher.state_dict(),
             "reviewer": self.reviewer.state_dict(),
+            "memory": self.memory.state_dict(),
             "step": self.step,
         }
 
@@ -253,4 +273,6 @@ class TeacherReviewerStudent(Method):
         super().load_state_dict(state)
         self.teacher.load_state_dict(state["teacher"])
         self.reviewer.load_state_dict(state["reviewer"])
+        if "memory" in state:  # checkpoints from before the 'memory' policy have none
+            self.memory.load_state_dict(state["memory"])
         self.step = state["step"]
