@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
-from trspose.data.keypoints import SPECS
+from trspose.data.keypoints import SPEC_FILE_SUFFIXES, SPECS, load_layout
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.teacher_student import TeacherStudentConfig
@@ -37,6 +37,17 @@ from trspose.models.catalog import backbone_normalization
 WEAK_VIEW = AugmentConfig(
     scale_factor=0.1, rotation_deg=10.0, rotation_prob=0.5, flip_prob=0.5, half_body_prob=0.0
 )
+
+
+@dataclass
+class LayoutConfig:
+    """The keypoint layout itself (``KeypointSpec`` as a config section): filled in from ``data.keypoints`` when
+    the config loads and recorded in config.yaml and checkpoints, so that a checkpoint carries its layout."""
+
+    names: list[str] = field(default_factory=list)
+    skeleton: list[list[int]] = field(default_factory=list)
+    flip_pairs: list[list[int]] = field(default_factory=list)
+    sigmas: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +73,10 @@ class DataConfig:
     val_boxes: str = ""
     """Optional detection-results JSON whose boxes replace ground-truth boxes at evaluation."""
     keypoints: str = "coco17"
-    """Keypoint layout (see trspose.data.keypoints.SPECS)."""
+    """Keypoint layout: a preset (coco17, mpii16, aic14, crowdpose14) or a spec file (.yaml: names, and optionally
+    skeleton, flip_pairs and sigmas; left/right pairs not given are inferred from the names)."""
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    """The layout ``keypoints`` names, filled in when the config loads (leave it empty)."""
     input_size: tuple[int, int] = (128, 96)
     """Network input (height, width), multiples of 32; heatmaps are a quarter of it."""
     sigma: float = 2.0
@@ -108,8 +122,9 @@ class DataConfig:
         if not valid_input_size(self.input_size):
             raise ValueError(f"input_size must be positive multiples of {INPUT_MULTIPLE} (height, width), e.g. "
                              "[256, 192] or [128, 96]")  # fmt: skip
-        if self.keypoints not in SPECS:
-            raise ValueError(f"keypoints '{self.keypoints}' is unknown; choose one of {sorted(SPECS)}")
+        if self.keypoints not in SPECS and Path(self.keypoints).suffix.lower() not in SPEC_FILE_SUFFIXES:
+            raise ValueError(f"keypoints '{self.keypoints}' is neither a preset ({', '.join(SPECS)}) nor a .yaml "
+                             "keypoint spec file")  # fmt: skip
         if self.num_labeled < 0 or not 0.0 <= self.labeled_fraction <= 1.0:
             raise ValueError("num_labeled must be >= 0 and labeled_fraction in [0, 1]")
         if self.num_labeled and self.labeled_fraction:
@@ -490,6 +505,8 @@ def _build(merged: dict) -> ExperimentConfig:
     cfg = _merge(default, merged)
     mean, std = pixel_normalization(cfg.model)  # recorded in config.yaml and checkpoints
     cfg.model.pixel_mean, cfg.model.pixel_std = list(mean), list(std)
+    if not cfg.data.layout.names:  # likewise the layout (a checkpoint then needs no spec file)
+        cfg.data.layout = LayoutConfig(**load_layout(cfg.data.keypoints).to_mapping())
     return cfg
 
 

@@ -61,7 +61,7 @@ def read_keypoint_file(ann_file: Path | str, spec: KeypointSpec) -> dict:
     """A COCO person-keypoints file, read and checked whole (``coco_checks.check_keypoint_file``): the person
     annotations, completed and normalised, with the images and the person category."""
     path = Path(ann_file)
-    return check_keypoint_file(read_json(path, "annotation file"), path, spec.num_keypoints)
+    return check_keypoint_file(read_json(path, "annotation file"), path, spec.num_keypoints, spec.names)
 
 
 def load_coco_instances(

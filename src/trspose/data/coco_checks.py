@@ -110,10 +110,13 @@ def check_box(values: Any, path: Path, where: str, field: str = "bbox") -> list[
     return box.tolist()
 
 
-def check_keypoint_file(data: Any, path: Path, num_keypoints: int) -> dict:
+def check_keypoint_file(
+    data: Any, path: Path, num_keypoints: int, names: tuple[str, ...] | None = None
+) -> dict:
     """A COCO person-keypoints file, checked whole; returns ``{"images", "annotations", "categories"}`` with the
     person annotations only, each completed when a field is absent (``iscrowd`` 0, ``area`` the box's area
-    inside the image, ``num_keypoints`` the count of labelled keypoints) and normalised."""
+    inside the image, ``num_keypoints`` the count of labelled keypoints) and normalised. With ``names`` (the
+    layout a run or a model uses), a category that lists other keypoint names is refused, naming both."""
     require_object(data, ("images", "annotations"), path, "the top level")
     if "categories" not in data:
         fail(path, "the top level", "lacks 'categories'; a COCO person-keypoints file lists "
@@ -122,6 +125,11 @@ def check_keypoint_file(data: Any, path: Path, num_keypoints: int) -> dict:
         if not isinstance(data[key], list):
             fail(path, "the top level", f"'{key}' is {_describe(data[key])}; it must be a list")
     categories = _person_categories(data["categories"], path)
+    listed = categories[0].get("keypoints")
+    if names is not None and isinstance(listed, list) and [str(n) for n in listed] != list(names):
+        fail(path, "categories", f"lists the keypoints of another layout ({_shown(listed)}) than the run or model's "
+             f"({_shown(list(names))}); use annotations of the layout it was trained on, or set data.keypoints to "
+             "this file's layout")  # fmt: skip
     images = _check_images(data["images"], path)
     annotations: list = []
     seen: dict[int, int] = {}
@@ -153,6 +161,11 @@ def check_detections(data: Any, path: Path, image_ids: set[int]) -> list[dict]:
         score = check_number(det["score"], path, where, "score")
         checked.append({"image_id": image_id, "category_id": category, "bbox": box, "score": score})
     return checked
+
+
+def _shown(keypoints: list) -> str:
+    """``17: nose, left_eye, right_eye, left_ear, ...``"""
+    return f"{len(keypoints)}: {', '.join(map(str, keypoints[:4]))}{', ...' if len(keypoints) > 4 else ''}"
 
 
 def _person_categories(categories: list, path: Path) -> list[dict]:

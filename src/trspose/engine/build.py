@@ -20,7 +20,7 @@ from trspose.config import ExperimentConfig, config_to_dict, pixel_normalization
 from trspose.data.coco import PersonInstance, load_image_folder_with_boxes, read_keypoint_file
 from trspose.data.codec import HeatmapCodec, heatmap_size_for
 from trspose.data.datasets import TopDownDataset
-from trspose.data.keypoints import SPECS, KeypointSpec
+from trspose.data.keypoints import KeypointSpec
 from trspose.data.sources import DataFiles, load_instances
 from trspose.data.splits import check_unlabeled_pool, labeled_split
 from trspose.data.transforms import TopDownTransform
@@ -130,7 +130,9 @@ def build_training_run(
 
 
 def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
-    return SPECS[cfg.data.keypoints]  # a known name: DataConfig checks it
+    layout = cfg.data.layout  # filled in from data.keypoints when the config loaded
+    return KeypointSpec(tuple(layout.names), tuple(map(tuple, layout.skeleton)),  # type: ignore[arg-type]
+                        tuple(map(tuple, layout.flip_pairs)), tuple(layout.sigmas))  # type: ignore[arg-type]  # fmt: skip
 
 
 def resolve_data(
