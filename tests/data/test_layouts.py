@@ -70,7 +70,7 @@ sigmas: [0.05, 0.06, 0.06, 0.07, 0.07]
 KEEP = [0, 9, 10, 15, 16]  # the stick figures' nose, wrists and ankles
 
 
-def animal_dataset(root: Path, spec: str) -> Path:
+def animal_dataset(root: Path, spec: str, keep: list[int] = KEEP) -> Path:
     """The stick figures with five of their keypoints, under the animal layout's category."""
     write_stick_figure_dataset(root)
     category = {**load_layout(spec).coco_category()}
@@ -78,8 +78,8 @@ def animal_dataset(root: Path, spec: str) -> Path:
         path = root / "annotations" / f"person_keypoints_{split}.json"
         data = json.loads(path.read_text())
         for ann in data["annotations"]:
-            ann["keypoints"] = [v for k in KEEP for v in ann["keypoints"][3 * k : 3 * k + 3]]
-            ann["num_keypoints"] = len(KEEP)
+            ann["keypoints"] = [v for k in keep for v in ann["keypoints"][3 * k : 3 * k + 3]]
+            ann["num_keypoints"] = len(keep)
         data["categories"] = [category]
         path.write_text(json.dumps(data))
     return root
@@ -127,3 +127,21 @@ def test_the_keypoint_spec_of_a_config_is_its_layout(tmp_path):
     cfg = load_config(TINY, ["data.keypoints=mpii16"])
     spec = build.keypoint_spec(cfg)
     assert spec == SPECS["mpii16"] and spec.flip_index()[0] == 5  # right ankle <-> left ankle
+
+
+def test_a_layout_with_a_head_segment_is_also_scored_by_pckh(tmp_path, capsys):
+    spec = write_spec(tmp_path / "upper.yaml", "names: [head_top, upper_neck, left_wrist, right_wrist]\n")
+    root = animal_dataset(
+        tmp_path / "upper", spec, keep=[0, 5, 9, 10]
+    )  # nose as head top, a shoulder as neck
+    assert main(["train", str(TINY), f"data.root={root}", f"output_dir={tmp_path}", "train.steps=2",
+                 f"data.keypoints={spec}"]) == 0  # fmt: skip
+    capsys.readouterr()
+    from trspose.apps import jobs
+
+    metrics = jobs.evaluate_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.pt")
+    assert 0.0 <= metrics["PCKh"] <= 100.0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| AP")]
+    assert table and table[-1].rstrip(" |").endswith("PCKh")
+    final = json.loads((tmp_path / "tiny" / "final_metrics.json").read_text())
+    assert "val/PCKh" in final  # logged during training too

@@ -34,3 +34,23 @@ def test_pck_never_visible_keypoint_is_nan_and_nothing_visible_is_zero():
 def test_pck_shape_mismatch_raises():
     with pytest.raises(ValueError, match="normaliser"):
         pck(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)), np.ones((2, 3), bool), np.ones(3))
+
+
+def test_pckh_normalises_by_each_persons_head_segment_and_skips_people_without_one():
+    from trspose.data.keypoints import SPECS
+    from trspose.evaluation.pck import head_segment, pckh
+
+    assert head_segment(SPECS["mpii16"].names) == (9, 8)  # head_top, upper_neck
+    assert head_segment(SPECS["aic14"].names) == (12, 13) and head_segment(SPECS["coco17"].names) is None
+    gt = np.zeros((3, 3, 2))
+    gt[:, 0] = [0.0, 0.0]  # head top
+    gt[:, 1] = [0.0, 10.0]  # neck: a 10-px head segment
+    gt[:, 2] = [20.0, 20.0]
+    pred = gt.copy()
+    pred[0, 2] += [4.0, 0.0]  # within 0.5 x 10 px
+    pred[1, 2] += [6.0, 0.0]  # not
+    visible = np.ones((3, 3), bool)
+    visible[2, 0] = False  # no head top: this person cannot be scored
+    pred[2, 2] += [100.0, 0.0]
+    overall, per_keypoint = pckh(pred, gt, visible, (0, 1))
+    assert per_keypoint.tolist() == [1.0, 1.0, 0.5] and overall == 5 / 6

@@ -14,7 +14,8 @@ from trspose.engine import build
 from trspose.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
 from trspose.errors import DataError
 from trspose.evaluation.coco_eval import write_results_json
-from trspose.evaluation.inference import print_metrics_table
+from trspose.evaluation.inference import pckh_of_instances, print_metrics_table
+from trspose.evaluation.pck import head_segment
 
 
 def evaluate_checkpoint(
@@ -44,6 +45,11 @@ def evaluate_checkpoint(
         # what is scored (after OKS-NMS with detector boxes), written and drawn: one list; every image counts
         results = evaluator.results(predictions)
         metrics = evaluator.score_results(results)
+        segment = head_segment(spec.names)
+        if (
+            segment is not None and boxes is None
+        ):  # the MPII protocol's PCKh@0.5 beside AP (ground-truth boxes)
+            metrics["PCKh"] = 100.0 * pckh_of_instances(predictions, instances, segment)
         if results_out:
             write_results_json(results, results_out)
         if overlays:

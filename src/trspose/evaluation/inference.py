@@ -21,7 +21,7 @@ from trspose.data.datasets import TopDownDataset, collate_pose
 from trspose.data.geometry import affine_points
 from trspose.engine.distributed import DistributedContext, all_gather_objects
 from trspose.evaluation.coco_eval import METRIC_NAMES, evaluate_coco_keypoints, make_results
-from trspose.evaluation.pck import pck
+from trspose.evaluation.pck import head_segment, pck, pckh
 
 
 @dataclass
@@ -138,6 +138,14 @@ def pck_metric(predictions: Predictions, instances, threshold: float = 0.1) -> f
     return pck_of_instances(predictions, instances, threshold)[0]
 
 
+def pckh_of_instances(predictions: Predictions, instances, segment: tuple[int, int]) -> float:
+    """PCKh@0.5 of ``predictions`` made on the boxes of labelled ``instances``, normalised by their head segments."""
+    by_id = {inst.ann_id: inst for inst in instances}
+    gt = np.stack([by_id[int(a)].keypoints for a in predictions.ann_id])  # (N, K, 3)
+    overall, _ = pckh(predictions.keypoints, gt[..., :2], gt[..., 2] > 0, segment, threshold=0.5)
+    return float(overall)
+
+
 def pck_of_instances(predictions: Predictions, instances, threshold: float = 0.1) -> tuple[float, np.ndarray]:
     """Overall and per-keypoint (K,) PCK of ``predictions`` made on the boxes of labelled ``instances``."""
     by_id = {inst.ann_id: inst for inst in instances}
@@ -192,6 +200,9 @@ class Evaluator:
         metrics = {f"val/{name}": value for name, value in self.score(predictions).items()}
         _, per_keypoint = pck_of_instances(predictions, self.dataset.instances, threshold=0.1)
         names = self.dataset.spec.names
+        segment = head_segment(names)
+        if segment is not None:  # the MPII protocol's measure, beside AP
+            metrics["val/PCKh"] = 100.0 * pckh_of_instances(predictions, self.dataset.instances, segment)
         metrics.update(
             {f"val_pck/{n}": 100.0 * float(v) for n, v in zip(names, per_keypoint) if np.isfinite(v)}
         )
@@ -205,7 +216,7 @@ class Evaluator:
 def print_metrics_table(metrics: dict, title: str) -> None:
     """A small markdown table of the COCO keypoint metrics AP to AR (keys with or without the 'val/' prefix)."""
     values = {k.split("/")[-1]: v for k, v in metrics.items()}
-    names = [n for n in METRIC_NAMES[:6] if n in values]  # AP, AP50, AP75, APm, APl, AR
+    names = [n for n in (*METRIC_NAMES[:6], "PCKh") if n in values]  # AP, AP50, AP75, APm, APl, AR (, PCKh)
     print(f"\n{title}")
     print("| " + " | ".join(names) + " |")
     print("|" + "---|" * len(names))

@@ -29,6 +29,31 @@ def pck(
     return overall, per_keypoint
 
 
+# head segments (top of the head, neck) that PCKh normalises by, by layout keypoint names
+HEAD_SEGMENTS = (("head_top", "upper_neck"), ("head_top", "neck"), ("top_head", "neck"))
+
+
+def head_segment(names: tuple[str, ...] | list[str]) -> tuple[int, int] | None:
+    """The (head top, neck) keypoint indices of a layout, or None when it has no head segment."""
+    for top, neck in HEAD_SEGMENTS:
+        if top in names and neck in names:
+            return list(names).index(top), list(names).index(neck)
+    return None
+
+
+def pckh(
+    pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, segment: tuple[int, int], threshold: float = 0.5
+) -> tuple[float, np.ndarray]:
+    """PCKh@``threshold``: PCK normalised by each person's head segment, the distance between its labelled head top
+    and neck (people without both are left out); overall and per keypoint, as :func:`pck`."""
+    gt, visible = np.asarray(gt, dtype=float), np.asarray(visible, dtype=bool)
+    top, neck = segment
+    has_head = visible[:, top] & visible[:, neck]
+    size = np.linalg.norm(gt[:, top] - gt[:, neck], axis=-1)
+    has_head &= size > 0
+    return pck(np.asarray(pred)[has_head], gt[has_head], visible[has_head], size[has_head], threshold)
+
+
 def pck_hits(pred: np.ndarray, gt: np.ndarray, normaliser: np.ndarray, threshold: float) -> np.ndarray:
     """(N, K) bool: each keypoint of pred, gt (N, K, 2) within ``threshold x normaliser`` (N,) pixels."""
     distance = np.linalg.norm(np.asarray(pred, dtype=float) - np.asarray(gt, dtype=float), axis=-1)
