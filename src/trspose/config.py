@@ -75,6 +75,8 @@ class DataConfig:
     keypoints: str = "coco17"
     """Keypoint layout: a preset (coco17, mpii16, aic14, crowdpose14) or a spec file (.yaml: names, and optionally
     skeleton, flip_pairs and sigmas; left/right pairs not given are inferred from the names)."""
+    category: str = ""
+    """The keypoint category of the annotation files, by name, where they have several (empty: their only one)."""
     layout: LayoutConfig = field(default_factory=LayoutConfig)
     """The layout ``keypoints`` names, filled in when the config loads (leave it empty)."""
     input_size: tuple[int, int] = (128, 96)

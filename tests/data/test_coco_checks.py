@@ -144,12 +144,34 @@ def test_a_file_without_categories_or_a_person_category_is_refused_before_anythi
     results = make_results([1], np.ones((1, K, 2)), np.ones((1, K)), np.ones(1))
     with pytest.raises(DataError, match="lacks 'categories'"):
         evaluate_coco_keypoints(write(tmp_path, data, "gt.json"), results)
-    data["categories"] = [{"id": 1, "name": "human"}]
-    with pytest.raises(DataError, match='categories: lists no category named "person"'):
+    data["categories"] = [{"id": 1, "name": "human"}]  # no keypoint names, and not called person
+    with pytest.raises(DataError, match="categories: lists no keypoint category"):
         load(tmp_path, image_dir, data)
-    data["categories"] = [{"id": 3, "name": "person"}]
-    with pytest.raises(DataError, match="the person category has id 3"):
+
+
+def test_the_keypoint_category_may_have_any_name_and_id_and_data_category_picks_one_of_several(
+    tmp_path, image_dir
+):
+    data = valid_coco()
+    data["categories"] = [{**COCO17.coco_category(), "id": 7, "name": "mouse"}]
+    for ann in data["annotations"]:
+        ann["category_id"] = 7
+    assert [i.ann_id for i in load(tmp_path, image_dir, data)] == [11, 12, 13, 14]
+    data["categories"].append({**COCO17.coco_category(), "id": 8, "name": "rat"})
+    data["annotations"][0]["category_id"] = 8
+    with pytest.raises(
+        DataError, match=r"lists 2 keypoint categories \('mouse', 'rat'\); choose one with data.category"
+    ):
         load(tmp_path, image_dir, data)
+    assert [i.ann_id for i in load(tmp_path, image_dir, data, category="rat")] == [11]
+    with pytest.raises(
+        DataError, match="has no category named 'cat' \\(data.category\\); it has 'mouse', 'rat'"
+    ):
+        load(tmp_path, image_dir, data, category="cat")
+    # scored for that category too: the ground truth of 'mouse' against its own people
+    results = make_results([2, 2, 3], np.ones((3, K, 2)), np.ones((3, K)), np.ones(3))
+    metrics = evaluate_coco_keypoints(write(tmp_path, data, "gt.json"), results, category="mouse")
+    assert 0.0 <= metrics["AP"] <= 1.0
 
 
 @pytest.mark.parametrize(

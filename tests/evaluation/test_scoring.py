@@ -81,3 +81,21 @@ def test_the_stand_in_model_predicting_the_ground_truth_scores_100(root):
     predictions = oracle(val_annotations(root))(None, build.build_dataset(cfg, instances, train=False), None)
     metrics = coco_metrics(predictions, root / "annotations" / "person_keypoints_val.json")
     assert metrics["AP"] == pytest.approx(1.0)
+
+
+def test_results_carry_the_files_own_category_id_so_pycocotools_scores_them_alike(
+    root, checkpoint, tmp_path, capsys, monkeypatch
+):
+    gt = val_annotations(root)
+    monkeypatch.setattr(inference, "predict", oracle(gt))
+    gt["categories"] = [{**gt["categories"][0], "id": 7, "name": "stick"}]
+    for ann in gt["annotations"]:
+        ann["category_id"] = 7
+    ann = tmp_path / "stick_val.json"
+    ann.write_text(json.dumps(gt))
+    results = tmp_path / "results.json"
+    code, out, err = run_cli(capsys, "eval", checkpoint, "--annotations", ann, "--images", root / "images" / "val",
+                             "--results", results)  # fmt: skip
+    assert code == 0, err
+    assert {r["category_id"] for r in json.loads(results.read_text())} == {7}
+    assert printed_ap(out) == pytest.approx(pycocotools_ap(ann, results), abs=0.05) == pytest.approx(100.0)

@@ -10,12 +10,14 @@ from pathlib import Path
 from trspose.apps.drawing import draw_overlays
 from trspose.apps.predictor import load_model
 from trspose.data.coco import load_coco_instances, load_image_folder_with_boxes
+from trspose.data.coco_checks import keypoint_category
 from trspose.engine import build
 from trspose.engine.distributed import DistributedContext, cleanup_distributed, setup_distributed
 from trspose.errors import DataError
 from trspose.evaluation.coco_eval import write_results_json
 from trspose.evaluation.inference import pckh_of_instances, print_metrics_table
 from trspose.evaluation.pck import head_segment
+from trspose.io import read_json
 
 
 def evaluate_checkpoint(
@@ -37,7 +39,8 @@ def evaluate_checkpoint(
             files = build.resolve_data(cfg, ctx, progress=False)
             ann, img = files.val_annotations, files.val_images
             boxes = boxes or (str(files.val_boxes) if files.val_boxes else None)
-        instances = load_coco_instances(ann, img, spec, boxes_file=boxes, require_keypoints=boxes is None)
+        instances = load_coco_instances(ann, img, spec, boxes_file=boxes, require_keypoints=boxes is None,
+                                        category=cfg.data.category)  # fmt: skip
         evaluator = build.build_evaluator(cfg, instances, annotations=ann, oks_nms=boxes is not None)
         predictions = evaluator.predict(model, ctx, progress=True)
         if not ctx.is_main:
@@ -50,8 +53,11 @@ def evaluate_checkpoint(
             segment is not None and boxes is None
         ):  # the MPII protocol's PCKh@0.5 beside AP (ground-truth boxes)
             metrics["PCKh"] = 100.0 * pckh_of_instances(predictions, instances, segment)
-        if results_out:
-            write_results_json(results, results_out)
+        if results_out:  # under the file's own category id, so that pycocotools scores them against it
+            category = keypoint_category(
+                read_json(ann, "annotation file")["categories"], ann, cfg.data.category
+            )
+            write_results_json([{**r, "category_id": category["source_id"]} for r in results], results_out)
         if overlays:
             paths = {inst.image_id: inst.image_path for inst in instances}
             names = {image_id: Path(path).stem for image_id, path in paths.items()}

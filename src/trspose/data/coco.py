@@ -57,11 +57,13 @@ def clip_box(box: Any, width: float, height: float) -> np.ndarray | None:
     return np.array([x1, y1, x2 - x1, y2 - y1], dtype=np.float32)
 
 
-def read_keypoint_file(ann_file: Path | str, spec: KeypointSpec) -> dict:
-    """A COCO person-keypoints file, read and checked whole (``coco_checks.check_keypoint_file``): the person
-    annotations, completed and normalised, with the images and the person category."""
+def read_keypoint_file(ann_file: Path | str, spec: KeypointSpec, category: str = "") -> dict:
+    """A COCO keypoints file, read and checked whole (``coco_checks.check_keypoint_file``): the annotations of
+    its keypoint category (``category`` by name where it has several), completed and normalised, with the images
+    and that category."""
     path = Path(ann_file)
-    return check_keypoint_file(read_json(path, "annotation file"), path, spec.num_keypoints, spec.names)
+    data = read_json(path, "annotation file")
+    return check_keypoint_file(data, path, spec.num_keypoints, spec.names, category)
 
 
 def load_coco_instances(
@@ -72,6 +74,7 @@ def load_coco_instances(
     boxes_file: Path | str | None = None,
     require_keypoints: bool = True,
     min_box_score: float = 0.0,
+    category: str = "",
 ) -> list[PersonInstance]:
     """Person instances from a COCO person-keypoints file, in annotation-file order.
 
@@ -83,14 +86,17 @@ def load_coco_instances(
     ``min_box_score`` replace the ground truth and keypoints are all zero.
     """
     ann_path, image_root = Path(ann_file), Path(image_root)
-    data = read_keypoint_file(ann_path, spec)
+    data = read_keypoint_file(ann_path, spec, category)
     images = {image["id"]: image for image in data["images"]}
     if not image_root.is_dir():
         raise DataError(
             f"{image_root}: image folder not found; pass the folder that holds {ann_path.name}'s images"
         )
     if boxes_file is not None:
-        instances = _instances_from_detections(Path(boxes_file), images, image_root, spec, min_box_score)
+        source_id = int(data["categories"][0]["source_id"])  # detections name the file's own category id
+        instances = _instances_from_detections(
+            Path(boxes_file), images, image_root, spec, min_box_score, source_id
+        )
     else:
         instances = _instances_from_annotations(data, images, image_root, spec, require_keypoints, ann_path)
     if not instances:
@@ -155,13 +161,18 @@ def _instances_from_annotations(
 
 
 def _instances_from_detections(
-    path: Path, images: dict[int, dict], image_root: Path, spec: KeypointSpec, min_box_score: float
+    path: Path,
+    images: dict[int, dict],
+    image_root: Path,
+    spec: KeypointSpec,
+    min_box_score: float,
+    category: int = PERSON_CATEGORY_ID,
 ) -> list[PersonInstance]:
     detections = check_detections(read_json(path, "boxes file"), path, set(images))
     instances: list[PersonInstance] = []
     empty = 0
     for position, det in enumerate(detections):
-        if det["category_id"] != PERSON_CATEGORY_ID or det["score"] < min_box_score:
+        if det["category_id"] != category or det["score"] < min_box_score:
             continue
         image = images[det["image_id"]]
         box = clip_box(det["bbox"], image["width"], image["height"])

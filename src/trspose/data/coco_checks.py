@@ -111,7 +111,7 @@ def check_box(values: Any, path: Path, where: str, field: str = "bbox") -> list[
 
 
 def check_keypoint_file(
-    data: Any, path: Path, num_keypoints: int, names: tuple[str, ...] | None = None
+    data: Any, path: Path, num_keypoints: int, names: tuple[str, ...] | None = None, category: str = ""
 ) -> dict:
     """A COCO person-keypoints file, checked whole; returns ``{"images", "annotations", "categories"}`` with the
     person annotations only, each completed when a field is absent (``iscrowd`` 0, ``area`` the box's area
@@ -124,7 +124,8 @@ def check_keypoint_file(
     for key in ("images", "annotations", "categories"):
         if not isinstance(data[key], list):
             fail(path, "the top level", f"'{key}' is {_describe(data[key])}; it must be a list")
-    categories = _person_categories(data["categories"], path)
+    chosen = keypoint_category(data["categories"], path, category)
+    categories = [chosen]
     listed = categories[0].get("keypoints")
     if names is not None and isinstance(listed, list) and [str(n) for n in listed] != list(names):
         fail(path, "categories", f"lists the keypoints of another layout ({_shown(listed)}) than the run or model's "
@@ -135,7 +136,9 @@ def check_keypoint_file(
     seen: dict[int, int] = {}
     counts: dict[str, list] = {"num_keypoints": [], "far outside": []}
     for position, ann in enumerate(data["annotations"]):
-        checked = _check_annotation(ann, position, path, images, num_keypoints, seen, counts)
+        checked = _check_annotation(
+            ann, position, path, images, num_keypoints, seen, counts, chosen["source_id"]
+        )
         if checked is not None:
             annotations.append(checked)
     _warn(counts, path)
@@ -168,18 +171,28 @@ def _shown(keypoints: list) -> str:
     return f"{len(keypoints)}: {', '.join(map(str, keypoints[:4]))}{', ...' if len(keypoints) > 4 else ''}"
 
 
-def _person_categories(categories: list, path: Path) -> list[dict]:
-    for position, category in enumerate(categories):
-        if isinstance(category, dict) and category.get("name") == "person":
-            where = f"categories[{position}]"
-            category_id = check_id(category.get("id"), path, where, "id")
-            if category_id != PERSON_CATEGORY_ID:
-                fail(path, where, f"the person category has id {category_id}; trspose reads and writes people as "
-                     f"category {PERSON_CATEGORY_ID}, as COCO does: renumber it and the annotations' "
-                     "category_id")  # fmt: skip
-            return [{**category, "id": PERSON_CATEGORY_ID}]
-    fail(path, "categories", f'lists no category named "person"; a COCO person-keypoints file has '
-         f"{PERSON_CATEGORY_JSON} there")  # fmt: skip
+def keypoint_category(categories: list, path: Path, wanted: str = "") -> dict:
+    """The keypoint category a file's annotations are read for, any name and id: the one named ``wanted``
+    (``data.category``), else the only category that lists keypoint names, else the one named person. Returned
+    with ``source_id`` (its id in the file) and the id trspose reads and writes it as (``PERSON_CATEGORY_ID``)."""
+    valid = [(position, c) for position, c in enumerate(categories) if isinstance(c, dict)]
+    names = ", ".join(repr(c.get("name")) for _, c in valid) or "none"
+    if wanted:
+        found = [(position, c) for position, c in valid if c.get("name") == wanted]
+        if not found:
+            fail(path, "categories", f"has no category named {wanted!r} (data.category); it has {names}")
+    else:
+        found = [(position, c) for position, c in valid if isinstance(c.get("keypoints"), list)]
+        if len(found) > 1:
+            fail(path, "categories", f"lists {len(found)} keypoint categories ({names}); choose one with "
+                 "data.category=NAME")  # fmt: skip
+        found = found or [(position, c) for position, c in valid if c.get("name") == "person"]
+        if not found:
+            fail(path, "categories", "lists no keypoint category; a COCO keypoints file has one like "
+                 f"{PERSON_CATEGORY_JSON}")  # fmt: skip
+    position, chosen = found[0]
+    source_id = check_id(chosen.get("id"), path, f"categories[{position}]", "id")
+    return {**chosen, "id": PERSON_CATEGORY_ID, "source_id": source_id}
 
 
 def _check_images(entries: list, path: Path) -> dict[int, dict]:
@@ -203,7 +216,14 @@ def _check_images(entries: list, path: Path) -> dict[int, dict]:
 
 
 def _check_annotation(
-    ann: Any, position: int, path: Path, images: dict, num_keypoints: int, seen: dict, counts: dict
+    ann: Any,
+    position: int,
+    path: Path,
+    images: dict,
+    num_keypoints: int,
+    seen: dict,
+    counts: dict,
+    source_id: int,
 ) -> dict | None:
     """One annotation checked and completed; None for another category's annotation (skipped)."""
     require_object(ann, ("id", "image_id", "bbox", "keypoints"), path, f"annotations[{position}]")
@@ -212,9 +232,10 @@ def _check_annotation(
     if ann_id in seen:
         fail(path, where, f"appears twice (annotations[{seen[ann_id]}] and [{position}]); ids must be unique")
     seen[ann_id] = position
-    category = check_id(ann.get("category_id", PERSON_CATEGORY_ID), path, where, "category_id")
-    if category != PERSON_CATEGORY_ID:
+    category = check_id(ann.get("category_id", source_id), path, where, "category_id")
+    if category != source_id:
         return None
+    category = PERSON_CATEGORY_ID  # read and written as one category, whatever its id in the file
     image_id = check_id(ann["image_id"], path, where, "image_id")
     if image_id not in images:
         fail(path, where, f"refers to image_id {image_id}, which is not in 'images'")

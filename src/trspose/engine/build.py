@@ -159,6 +159,7 @@ def resolve_data(
         root = Path(data.root)
     return DataFiles.under(
         Path(root),
+        category=data.category,
         train_annotations=data.train_annotations,
         train_images=data.train_images,
         val_annotations=data.val_annotations,
@@ -251,6 +252,7 @@ def build_evaluator(
         annotations=annotations,
         oks_nms=oks_nms,
         image_ids=image_ids,
+        category=cfg.data.category,
     )
 
 
@@ -260,7 +262,7 @@ def validation_evaluator(cfg: ExperimentConfig, files: DataFiles) -> Evaluator:
     people = load_instances(files, keypoint_spec(cfg), "val")
     image_ids = None
     if cfg.eval.max_images:
-        images = read_keypoint_file(files.val_annotations, keypoint_spec(cfg))["images"]
+        images = read_keypoint_file(files.val_annotations, keypoint_spec(cfg), cfg.data.category)["images"]
         image_ids = sorted(image["id"] for image in images)[: cfg.eval.max_images]
         people = [inst for inst in people if inst.image_id in set(image_ids)]
         if not people:

@@ -41,7 +41,7 @@ def _quiet(verbose: bool):
 
 
 def load_ground_truth(
-    ground_truth: str | Path | COCO, num_keypoints: int = 17, verbose: bool = False
+    ground_truth: str | Path | COCO, num_keypoints: int = 17, verbose: bool = False, category: str = ""
 ) -> COCO:
     """A pycocotools ``COCO`` of a person-keypoints file, checked whole first (``coco_checks``), so that a NaN,
     a missing ``categories`` or a repeated id is a one-line DataError rather than a silent score or a
@@ -52,7 +52,9 @@ def load_ground_truth(
     if not path.is_file():
         raise DataError(f"COCO ground-truth file {path} does not exist; check the annotation path")
     coco = COCO()
-    coco.dataset = check_keypoint_file(read_json(path, "annotation file"), path, num_keypoints)
+    coco.dataset = check_keypoint_file(
+        read_json(path, "annotation file"), path, num_keypoints, category=category
+    )
     with _quiet(verbose):
         coco.createIndex()
     return coco
@@ -65,8 +67,10 @@ def evaluate_coco_keypoints(
     sigmas: Sequence[float] | np.ndarray | None = None,
     image_ids: Sequence[int] | None = None,
     verbose: bool = False,
+    category: str = "",
 ) -> dict[str, float]:
-    """COCO keypoint AP and AR as fractions in [0, 1] (``METRIC_NAMES``).
+    """COCO keypoint AP and AR as fractions in [0, 1] (``METRIC_NAMES``) of the file's keypoint category
+    (``category`` by name where it has several; results name it by trspose's id, ``PERSON_CATEGORY_ID``).
 
     ``sigmas`` are the per-keypoint OKS sigmas (default COCO-17). Every image of the ground truth counts,
     whether or not ``results`` holds people for it (a person nobody predicted is a miss); ``image_ids``
@@ -74,7 +78,7 @@ def evaluate_coco_keypoints(
     zeros. A metric whose area range holds no ground-truth person (pycocotools reports -1) is ``nan``.
     """
     sigmas = COCO17.sigmas if sigmas is None else sigmas
-    coco_gt = load_ground_truth(ground_truth, len(sigmas), verbose)
+    coco_gt = load_ground_truth(ground_truth, len(sigmas), verbose, category)
     if not results:
         return dict.fromkeys(METRIC_NAMES, 0.0)
     unknown = {r["image_id"] for r in results} - set(coco_gt.getImgIds())

@@ -171,6 +171,7 @@ class Evaluator:
     annotations: Path | None = None  # the COCO ground truth that ``score`` reads
     oks_nms: bool = False  # detector boxes: OKS-NMS before scoring, as COCO evaluation does
     image_ids: list[int] | None = None  # the images scored (eval.max_images); None: every image of the file
+    category: str = ""  # the keypoint category of ``annotations`` where it has several (data.category)
 
     def predict(self, model: nn.Module, ctx: DistributedContext, progress: bool = False) -> Predictions:
         return predict(model, self.dataset, self.codec, ctx=ctx, batch_size=self.batch_size,
@@ -187,7 +188,7 @@ class Evaluator:
     def score_results(self, results: list[dict]) -> dict[str, float]:
         """``score`` of results already made by ``results``."""
         coco = evaluate_coco_keypoints(
-            self.annotations, results, sigmas=self.sigmas, image_ids=self.image_ids
+            self.annotations, results, sigmas=self.sigmas, image_ids=self.image_ids, category=self.category
         )
         return {name: 100.0 * value for name, value in coco.items()}
 
