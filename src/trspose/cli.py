@@ -104,6 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="preview_training", help="output folder (default: preview_training)")
     p.add_argument("--num", type=int, default=16, help="crops per grid")
 
+    p = sub.add_parser(
+        "convert", help="turn MPII or AI Challenger annotations into the COCO keypoints file trspose reads"
+    )
+    p.add_argument("input", help="the dataset's annotation JSON (MPII's mpii_*.json or AI Challenger's)")
+    p.add_argument("--images", required=True, help="the folder of its images (their sizes go into the file)")
+    p.add_argument("--out", required=True, help="the COCO keypoints JSON to write")
+    p.add_argument("--format", default="auto", choices=["auto", "mpii", "aic"], help="default: from the file")
+
     p = sub.add_parser("preview-dataset", help="grids of images and crops with skeletons, and statistics")
     p.add_argument("root", help="dataset folder (with images/ and annotations/)")
     p.add_argument("--out", default="preview", help="output folder")
@@ -167,6 +175,10 @@ def _run(args: argparse.Namespace) -> None:
             load_config(args.config, args.overrides), Path(args.out), args.num
         ):
             print(f"wrote {path}")
+    elif args.command == "convert":
+        from trspose.data.convert import convert_annotations
+
+        convert_annotations(args.input, args.images, args.out, args.format)
     elif args.command == "preview-dataset":
         _preview(Path(args.root), Path(args.out), args.split, args.num_images)
 
