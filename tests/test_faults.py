@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.interrupt import interrupt_supervised_training
 from tests.stick_figures import write_stick_figure_dataset
 from tests.tiny_runs import TINY
 from trspose.cli import main
@@ -200,16 +201,7 @@ def test_a_file_read_twice_in_one_command_warns_once(tmp_path, caplog):
 def test_a_run_stopped_after_it_logged_keeps_its_folder_and_is_told_to_resume_or_overwrite(
     stick_root, tmp_path, monkeypatch, capsys
 ):
-    from trspose.methods.supervised import Supervised
-
-    original = Supervised.after_optimizer_step
-
-    def interrupt_at_step_two(self, step):
-        if step == 2:
-            raise KeyboardInterrupt
-        original(self, step)
-
-    monkeypatch.setattr(Supervised, "after_optimizer_step", interrupt_at_step_two)
+    interrupt_supervised_training(monkeypatch, at_step=2)
     args = ["train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}", "train.steps=6",
             "train.checkpoint_every=0", "train.eval_every=1", "train.select_on=holdout"]  # fmt: skip
     assert main(args) == 130

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.interrupt import interrupt_supervised_training
+from tests.interrupt import interrupt_after_step, interrupt_supervised_training
 from tests.tiny_runs import TINY, tiny_semi_config
 from trspose.apps import jobs
 from trspose.cli import main
@@ -178,17 +178,10 @@ def test_a_resume_inside_the_burn_in_is_exact(stick_root, tmp_path, monkeypatch)
 
     extra = ["train.steps=4", "train.checkpoint_every=1", "train.eval_every=0", "method.burn_in_steps=2"]
     trainer.train(tiny_semi_config(stick_root, tmp_path, "mean_teacher", "name=straight", *extra))
-    original = TeacherReviewerStudent.after_optimizer_step
-
-    def crash_at_step_one(self, step):
-        if step == 1:
-            raise KeyboardInterrupt
-        original(self, step)
-
-    monkeypatch.setattr(TeacherReviewerStudent, "after_optimizer_step", crash_at_step_one)
+    interrupt_after_step(monkeypatch, TeacherReviewerStudent, 1)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(tiny_semi_config(stick_root, tmp_path, "mean_teacher", "name=crashed", *extra))
-    monkeypatch.setattr(TeacherReviewerStudent, "after_optimizer_step", original)
+    monkeypatch.undo()
     assert (
         load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt")["step"] == 1
     )  # inside the burn-in

@@ -24,6 +24,22 @@ def batches(cfg, n: int):
     return labeled, collate_unlabeled([unlabeled_set[(i, i)] for i in range(n)])
 
 
+def train_steps(method, labeled, unlabeled, steps) -> dict:
+    """Optimise ``method`` for ``steps`` on one batch, checking every loss is finite; returns the last metrics seen
+    of every name."""
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    seen = {}
+    for step in steps:
+        out = method.training_step(labeled, unlabeled, step)
+        assert torch.isfinite(out.loss)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        method.after_optimizer_step(step)
+        seen.update(out.metrics)
+    return seen
+
+
 def test_sigmoid_rampup():
     assert sigmoid_rampup(5, start=10, length=100) == 0.0
     assert sigmoid_rampup(10, start=10, length=100) == pytest.approx(math.exp(-5))
@@ -45,16 +61,7 @@ def test_trs_step_gives_finite_losses_with_every_term_present(stick_root, tmp_pa
     )
     method = build.build_method(cfg, build.build_model(cfg))
     labeled, unlabeled = batches(cfg, 4)
-    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
-    seen = {}
-    for step in range(4):
-        out = method.training_step(labeled, unlabeled, step)
-        assert torch.isfinite(out.loss)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        method.after_optimizer_step(step)
-        seen.update(out.metrics)
+    seen = train_steps(method, labeled, unlabeled, range(4))
     for key in ("loss/supervised", "loss/teacher", "loss/reviewer", "pseudo/kept_fraction", "pseudo/mean_confidence",
                 "pseudo/teacher_reviewer_agreement"):  # fmt: skip
         assert key in seen and math.isfinite(float(seen[key])), key
@@ -155,15 +162,7 @@ def test_several_strong_views_train_every_method(stick_root, tmp_path, method_na
     cfg = tiny_semi_config(stick_root, tmp_path, method_name, "data.strong_views=2", *extra)
     method = build.build_method(cfg, build.build_model(cfg))
     labeled, unlabeled = batches(cfg, 3)
-    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
-    for step in range(
-        cfg.method.burn_in_steps, cfg.method.burn_in_steps + 2
-    ):  # the reviewer fills, then teaches
-        out = method.training_step(labeled, unlabeled, step)
-        assert torch.isfinite(out.loss)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        method.after_optimizer_step(step)
+    first = cfg.method.burn_in_steps
+    train_steps(method, labeled, unlabeled, range(first, first + 2))  # the reviewer fills, then teaches
     targets = method.pseudo_targets(unlabeled.weak, unlabeled.weak_to_strong, unlabeled.flipped)
     assert {name: target.heatmaps.shape[0] for name, target in targets.items()} == dict.fromkeys(targets, 6)
