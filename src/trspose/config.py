@@ -27,7 +27,7 @@ from typing import Any, Literal
 import yaml
 
 from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
-from trspose.data.keypoints import SPEC_FILE_SUFFIXES, SPECS, load_layout
+from trspose.data.keypoints import SPEC_FILE_SUFFIXES, SPECS, load_layout, spec_from_mapping
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.teacher_student import TeacherStudentConfig
@@ -509,6 +509,14 @@ def _build(merged: dict) -> ExperimentConfig:
     cfg.model.pixel_mean, cfg.model.pixel_std = list(mean), list(std)
     if not cfg.data.layout.names:  # likewise the layout (a checkpoint then needs no spec file)
         cfg.data.layout = LayoutConfig(**load_layout(cfg.data.keypoints).to_mapping())
+    else:  # a recorded layout (a run's config.yaml, a checkpoint): itself checked, and that of a preset named
+        layout = spec_from_mapping(config_to_dict(cfg.data.layout), "data.layout").to_mapping()
+        if cfg.data.keypoints in SPECS and layout != SPECS[cfg.data.keypoints].to_mapping():
+            raise ConfigError(
+                f"data.layout (recorded with the config) is not the layout of data.keypoints '{cfg.data.keypoints}' "
+                f"({len(layout['names'])} against {SPECS[cfg.data.keypoints].num_keypoints} keypoints); remove "
+                "data.layout to take data.keypoints' layout"
+            )
     return cfg
 
 

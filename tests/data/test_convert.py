@@ -41,7 +41,10 @@ def test_mpii_annotations_become_a_coco_file_that_trains_with_the_mpii16_layout(
     converted = json.loads(out.read_text())
     assert converted["categories"][0]["keypoints"] == list(MPII16.names)
     first = converted["annotations"][0]
-    assert first["keypoints"][:3] == [round(v, 2) for v in coco["annotations"][0]["keypoints"][:2]] + [2.0]
+    # MPII's 1-based pixels become 0-based ones
+    assert first["keypoints"][:3] == [round(v - 1, 2) for v in coco["annotations"][0]["keypoints"][:2]] + [
+        2.0
+    ]
     assert first["keypoints"][-3:] == [0.0, 0.0, 0.0] and first["num_keypoints"] == 15  # joints_vis 0
     assert (
         converted["images"][0]["width"] == 80 and converted["images"][0]["height"] == 96
@@ -85,6 +88,10 @@ def test_ai_challenger_annotations_map_its_visibility_to_cocos(sticks, tmp_path)
     ('[{"image": "a.jpg", "joints": [[1, 2]], "joints_vis": [1], "center": [1, 1], "scale": 1}]',
      "joints and joints_vis must list the 16 MPII joints"),
     ('[{"image": "missing.jpg", "joints": [[1, 2]], "joints_vis": [1]}]', "must have image, joints, joints_vis, center and scale"),
+    ('[{"image": "a.jpg", "joints": ' + str([[1, 2]] * 16) + ', "joints_vis": ' + str([1] * 16) + ', "center": 5, "scale": 1}]',
+     "center must be [x, y], got 5"),
+    ('[{"image_id": "a", "keypoint_annotations": [], "human_annotations": {}}]',
+     "keypoint_annotations and human_annotations must map each human"),
 ])  # fmt: skip
 def test_a_bad_source_file_is_one_line_and_writes_nothing(tmp_path, capsys, content, message):
     source = tmp_path / "bad.json"

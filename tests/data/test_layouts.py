@@ -145,3 +145,19 @@ def test_a_layout_with_a_head_segment_is_also_scored_by_pckh(tmp_path, capsys):
     assert table and table[-1].rstrip(" |").endswith("PCKh")
     final = json.loads((tmp_path / "tiny" / "final_metrics.json").read_text())
     assert "val/PCKh" in final  # logged during training too
+
+
+def test_a_recorded_layout_must_be_the_presets_it_names(tmp_path):
+    from trspose.config import config_from_dict, config_to_dict
+
+    saved = config_to_dict(load_config(TINY))  # a run's config.yaml: the coco17 layout recorded
+    assert config_from_dict(saved).data.layout.names == list(COCO17.names)
+    saved["data"]["keypoints"] = "mpii16"
+    with pytest.raises(
+        ConfigError, match="data.layout .* is not the layout of data.keypoints 'mpii16' .*remove"
+    ):
+        config_from_dict(saved)
+    saved["data"]["layout"]["sigmas"] = [0.1]  # a broken recorded layout: one line, not a traceback later
+    saved["data"]["keypoints"] = "coco17"
+    with pytest.raises(ConfigError, match="data.layout: 'sigmas' must be 17 positive numbers"):
+        config_from_dict(saved)

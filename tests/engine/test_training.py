@@ -290,7 +290,7 @@ def test_torchrun_two_cpu_processes_teacher_reviewer_student_then_single_process
     """TRS under torchrun: only the student is DDP-wrapped; teacher, reviewer and every loss term work; the run
     writes one run folder (world size 2), and a single-process eval of its checkpoint gives the AP it logged."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                "-m", "trspose.cli", "train", str(TINY), f"data.root={stick_root}", f"output_dir={tmp_path}",
                "name=ddp_trs", "train.steps=6", "train.eval_every=2", "method.name=trs", "method.burn_in_steps=2",
                "method.rampup_steps=2", "train.unlabeled_batch_size=2", "method.confidence_threshold=0.0",

@@ -54,3 +54,8 @@ def test_pckh_normalises_by_each_persons_head_segment_and_skips_people_without_o
     pred[2, 2] += [100.0, 0.0]
     overall, per_keypoint = pckh(pred, gt, visible, (0, 1))
     assert per_keypoint.tolist() == [1.0, 1.0, 0.5] and overall == 5 / 6
+
+    nobody = visible.copy()
+    nobody[:, 1] = False  # no neck labelled anywhere: PCKh is undefined, not 0
+    overall, per_keypoint = pckh(pred, gt, nobody, (0, 1))
+    assert np.isnan(overall) and np.isnan(per_keypoint).all()

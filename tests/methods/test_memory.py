@@ -131,3 +131,15 @@ def test_the_memory_reviewer_is_refused_where_it_cannot_work(stick_root, tmp_pat
     cfg = tiny_semi_config(stick_root, tmp_path, "trs", "method.reviewer.policy=memory")
     with pytest.raises(ConfigError, match="policy=memory .* one process"):
         build.build_training_run(cfg, None, DistributedContext(world_size=2))
+
+
+def test_the_memory_places_keypoints_in_float32_under_bf16_autocast():
+    weak = crop_to_image(1.0, 12.0, 8.0, False)
+    strong = crop_to_image(1.25, 10.3, 2.7, False)  # places that bf16 would round
+    people = PeopleViews(torch.tensor([7]), weak[None], strong[None])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        target = memory_target(PseudoLabelMemory(17), weak_heatmaps(weak), no_teacher(1), people, CODEC, FLIP,
+                               threshold=0.1, remember=True)  # fmt: skip
+    assert target.heatmaps.dtype == target.peaks.dtype == torch.float32
+    expected = CODEC.input_to_heatmap_points(torch.from_numpy(in_crop(TRUTH[LEFT_WRIST], strong)).float())
+    torch.testing.assert_close(target.peaks[0, LEFT_WRIST], expected, atol=1e-4, rtol=0)

@@ -168,7 +168,7 @@ def _instances_from_detections(
     min_box_score: float,
     category: int = PERSON_CATEGORY_ID,
 ) -> list[PersonInstance]:
-    detections = check_detections(read_json(path, "boxes file"), path, set(images))
+    detections = check_detections(read_json(path, "boxes file"), path, set(images), category)
     instances: list[PersonInstance] = []
     empty = 0
     for position, det in enumerate(detections):

@@ -145,7 +145,9 @@ def check_keypoint_file(
     return {"images": list(images.values()), "annotations": annotations, "categories": categories}
 
 
-def check_detections(data: Any, path: Path, image_ids: set[int]) -> list[dict]:
+def check_detections(
+    data: Any, path: Path, image_ids: set[int], default_category: int = PERSON_CATEGORY_ID
+) -> list[dict]:
     """COCO detection results ``[{image_id, category_id, bbox, score}, ...]``, checked entry by entry; returns
     ``{image_id, category_id, bbox, score}`` per entry, in file order."""
     if not isinstance(data, list):
@@ -159,7 +161,7 @@ def check_detections(data: Any, path: Path, image_ids: set[int]) -> list[dict]:
         if image_id not in image_ids:
             fail(path, where, f"image_id {image_id} is not in the annotation file; use detection results "
                  "for the same split")  # fmt: skip
-        category = check_id(det.get("category_id", PERSON_CATEGORY_ID), path, where, "category_id")
+        category = check_id(det.get("category_id", default_category), path, where, "category_id")
         box = check_box(det["bbox"], path, where)
         score = check_number(det["score"], path, where, "score")
         checked.append({"image_id": image_id, "category_id": category, "bbox": box, "score": score})

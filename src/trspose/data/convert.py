@@ -2,8 +2,9 @@
 (``trspose convert``): MPII's and AI Challenger's published JSON forms (as MMPose distributes and reads them).
 
 - MPII (``mpii_train.json`` / ``mpii_val.json``): a list of people, ``{"image", "joints": [[x, y] x 16],
-  "joints_vis": [0/1 x 16], "center": [x, y], "scale": s}``, with the person's height about ``200 s`` pixels. The
-  box is the square of that side around the centre; unlabelled joints (``joints_vis`` 0) get flag 0.
+  "joints_vis": [0/1 x 16], "center": [x, y], "scale": s}`` in MATLAB's 1-based pixels, with the person's height
+  about ``200 s`` pixels. As HRNet and MMPose read it: joints and centre move by -1 px, the centre 15 s px down;
+  the box is the square of side 200 s around it; unlabelled joints (``joints_vis`` 0) get flag 0.
 - AI Challenger (``keypoint_train_annotations_*.json``): a list of images, ``{"image_id", "keypoint_annotations":
   {"human1": [x, y, v] x 14}, "human_annotations": {"human1": [x1, y1, x2, y2]}}``, with ``v`` 1 visible,
   2 occluded, 3 not labelled (COCO flags 2, 1, 0); the image file is ``<image_id>.jpg``.
@@ -13,6 +14,7 @@ Image sizes, which the COCO file records, are read from the images' headers.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def _number(value: Any, path: Path, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        fail(path, where, f"must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        fail(path, where, f"must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -79,10 +81,17 @@ def _mpii_people(data: list, path: Path) -> list[tuple[str, list[float], list[fl
             if not (isinstance(point, list) and len(point) == 2):
                 fail(path, where, f"joints[{k}] must be [x, y]")
             labelled = _number(flag, path, f"{where} joints_vis[{k}]") > 0
-            x, y = (_number(v, path, f"{where} joints[{k}]") for v in point)
+            x, y = (_number(v, path, f"{where} joints[{k}]") - 1.0 for v in point)  # 1-based -> 0-based
             keypoints += [x, y, 2.0] if labelled else [0.0, 0.0, 0.0]
-        cx, cy = (_number(v, path, f"{where} center") for v in entry["center"])
-        side = 200.0 * _number(entry["scale"], path, f"{where} scale")
+        center = entry["center"]
+        if not (isinstance(center, list) and len(center) == 2):
+            fail(path, where, f"center must be [x, y], got {center!r}")
+        scale = _number(entry["scale"], path, f"{where} scale")
+        if scale <= 0:
+            fail(path, where, f"scale must be > 0, got {scale}")
+        cx, cy = (_number(v, path, f"{where} center") - 1.0 for v in center)
+        cy += 15.0 * scale  # MPII's centres sit high on the body
+        side = 200.0 * scale
         people.append((str(entry["image"]), keypoints, [cx - side / 2, cy - side / 2, side, side]))
     return people
 
@@ -97,8 +106,11 @@ def _aic_people(data: list, path: Path) -> list[tuple[str, list[float], list[flo
             "human_annotations",
         } <= set(entry):
             fail(path, where, "must have image_id, keypoint_annotations and human_annotations")
-        for human, values in entry["keypoint_annotations"].items():
-            box = entry["human_annotations"].get(human)
+        keypoint_annotations, human_annotations = entry["keypoint_annotations"], entry["human_annotations"]
+        if not (isinstance(keypoint_annotations, dict) and isinstance(human_annotations, dict)):
+            fail(path, where, "keypoint_annotations and human_annotations must map each human to its values")
+        for human, values in keypoint_annotations.items():
+            box = human_annotations.get(human)
             if not (isinstance(values, list) and len(values) == 42) or not (
                 isinstance(box, list) and len(box) == 4
             ):
@@ -106,7 +118,9 @@ def _aic_people(data: list, path: Path) -> list[tuple[str, list[float], list[flo
             keypoints = []
             for k in range(14):
                 x, y, flag = (_number(v, path, f"{where} {human}") for v in values[3 * k : 3 * k + 3])
-                coco_flag = AIC_FLAGS.get(int(flag), 0)
+                if flag not in AIC_FLAGS:
+                    fail(path, f"{where} {human}", f"keypoint {k}'s visibility must be 1, 2 or 3, got {flag}")
+                coco_flag = AIC_FLAGS[int(flag)]
                 keypoints += [x, y, float(coco_flag)] if coco_flag else [0.0, 0.0, 0.0]
             x1, y1, x2, y2 = (_number(v, path, f"{where} {human} box") for v in box)
             people.append((f"{entry['image_id']}.jpg", keypoints, [x1, y1, x2 - x1, y2 - y1]))

@@ -202,7 +202,9 @@ class Evaluator:
         _, per_keypoint = pck_of_instances(predictions, self.dataset.instances, threshold=0.1)
         names = self.dataset.spec.names
         segment = head_segment(names)
-        if segment is not None:  # the MPII protocol's measure, beside AP
+        if (
+            segment is not None and not self.oks_nms
+        ):  # beside AP, on ground-truth boxes (detections have no heads)
             metrics["val/PCKh"] = 100.0 * pckh_of_instances(predictions, self.dataset.instances, segment)
         metrics.update(
             {f"val_pck/{n}": 100.0 * float(v) for n, v in zip(names, per_keypoint) if np.isfinite(v)}

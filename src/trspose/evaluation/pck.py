@@ -45,12 +45,15 @@ def pckh(
     pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, segment: tuple[int, int], threshold: float = 0.5
 ) -> tuple[float, np.ndarray]:
     """PCKh@``threshold``: PCK normalised by each person's head segment, the distance between its labelled head top
-    and neck (people without both are left out); overall and per keypoint, as :func:`pck`."""
+    and neck (people without both are left out; nan when none is left); overall and per keypoint, as :func:`pck`.
+    MPII's own evaluation normalises by 0.6 x its head boxes' diagonal, which the annotations here do not carry."""
     gt, visible = np.asarray(gt, dtype=float), np.asarray(visible, dtype=bool)
     top, neck = segment
     has_head = visible[:, top] & visible[:, neck]
     size = np.linalg.norm(gt[:, top] - gt[:, neck], axis=-1)
     has_head &= size > 0
+    if not has_head.any():  # nobody to score: undefined, not 0
+        return float("nan"), np.full(gt.shape[1], np.nan)
     return pck(np.asarray(pred)[has_head], gt[has_head], visible[has_head], size[has_head], threshold)
 
 

@@ -99,8 +99,22 @@ def memory_target(
 ) -> PseudoTarget:
     """The memory's target in the strong views (B * V rows), after remembering the teacher's weak-view heatmaps
     (B, K, h, w) when ``remember``. Kept where the memory is more confident than the current teacher (``teacher``:
-    its target in the strong views), at least ``threshold``, and inside the strong view."""
-    peaks, confidence = argmax_heatmaps(weak_heatmaps.float())  # weak heatmap px, weak view channel order
+    its target in the strong views), at least ``threshold``, and inside the strong view. Computed in float32 whatever
+    the autocast (bf16 would move places by up to a crop pixel)."""
+    with torch.autocast(weak_heatmaps.device.type, enabled=False):
+        return _memory_target(
+            memory, weak_heatmaps.float(), teacher, people, codec, flip_index, threshold, remember
+        )
+
+
+def _memory_target(
+    memory: PseudoLabelMemory, weak_heatmaps: torch.Tensor, teacher: PseudoTarget, people: PeopleViews,
+    codec: HeatmapCodec, flip_index: torch.Tensor, threshold: float, remember: bool,
+) -> PseudoTarget:  # fmt: skip
+    people = PeopleViews(
+        people.ann_id, people.weak_crop_to_image.float(), people.strong_crop_to_image.float()
+    )
+    peaks, confidence = argmax_heatmaps(weak_heatmaps)  # weak heatmap px, weak view channel order
     image_points = crop_to_image_points(codec.heatmap_to_input(peaks), people.weak_crop_to_image)
     weak_mirror = mirrored(people.weak_crop_to_image)
     if remember:
