@@ -163,7 +163,7 @@ def spec_from_mapping(data: Any, where: str) -> KeypointSpec:
 
 
 # MPII (Andriluka et al. 2014) in its annotation order; AI Challenger (Wu et al. 2017) and CrowdPose (Li et al.
-# 2019) in theirs. Sigmas as their benchmarks and MMPose use them (MPII's adapted from COCO, AIC's from its
+# 2019) in theirs (CrowdPose's own files name the top of the head "head"). Sigmas as their benchmarks and MMPose use them (MPII's adapted from COCO, AIC's from its
 # evaluation code); skeletons as MMPose draws them.
 MPII16 = spec_from_mapping({
     "names": ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
@@ -184,7 +184,7 @@ AIC14 = spec_from_mapping({
 }, "the aic14 preset")  # fmt: skip
 CROWDPOSE14 = spec_from_mapping({
     "names": ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
-              "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "top_head", "neck"],
+              "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck"],
     "skeleton": [[10, 8], [8, 6], [11, 9], [9, 7], [6, 7], [0, 6], [1, 7], [0, 1], [0, 2], [1, 3], [2, 4], [3, 5],
                  [12, 13], [1, 13], [0, 13]],
     "sigmas": [0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079],

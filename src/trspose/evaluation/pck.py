@@ -30,7 +30,7 @@ def pck(
 
 
 # head segments (top of the head, neck) that PCKh normalises by, by layout keypoint names
-HEAD_SEGMENTS = (("head_top", "upper_neck"), ("head_top", "neck"), ("top_head", "neck"))
+HEAD_SEGMENTS = (("head_top", "upper_neck"), ("head_top", "neck"), ("top_head", "neck"), ("head", "neck"))
 
 
 def head_segment(names: tuple[str, ...] | list[str]) -> tuple[int, int] | None:

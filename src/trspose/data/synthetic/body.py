@@ -7,7 +7,10 @@ person's left is +X. The model is float32 on the default ``anny`` topology (13,7
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +127,12 @@ def build_body_model() -> BodyModel:
     import anny
     import torch
 
-    model = anny.Anny().to(dtype=torch.float32).eval()
-    regressor = anny.KeypointsRegressor.coco(model, labels=list(COCO17.names))
-    prune_body_model_cache()
+    # one process builds anny's cache at a time (test workers, data-loader workers, torchrun ranks): another one
+    # waits, then reads the cache, and never finds a file half-written or pruned under it
+    with _cache_lock():
+        model = anny.Anny().to(dtype=torch.float32).eval()
+        regressor = anny.KeypointsRegressor.coco(model, labels=list(COCO17.names))
+        prune_body_model_cache()
     with torch.no_grad():
         rest = model()
     faces = model.faces.numpy().astype(np.int32)
@@ -150,6 +156,24 @@ def build_body_model() -> BodyModel:
         phenotypes=_phenotype_pool(model),
         build_seconds=time.perf_counter() - start,
     )
+
+
+@contextmanager
+def _cache_lock() -> Iterator[None]:
+    """An exclusive lock on the body model's cache folder (a lock file in it; ``fcntl`` where it exists)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    root = Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "anny"))
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".trspose-build.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def prune_body_model_cache() -> None:
