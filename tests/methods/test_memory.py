@@ -143,3 +143,43 @@ def test_the_memory_places_keypoints_in_float32_under_bf16_autocast():
     assert target.heatmaps.dtype == target.peaks.dtype == torch.float32
     expected = CODEC.input_to_heatmap_points(torch.from_numpy(in_crop(TRUTH[LEFT_WRIST], strong)).float())
     torch.testing.assert_close(target.peaks[0, LEFT_WRIST], expected, atol=1e-4, rtol=0)
+
+
+def test_the_teacher_gives_up_its_share_only_on_the_keypoints_the_memory_teaches(
+    stick_root, tmp_path, monkeypatch
+):
+    from tests.methods.test_trs import batches
+    from trspose.methods import trs
+
+    cfg = tiny_semi_config(stick_root, tmp_path, "trs", "method.reviewer.policy=memory",
+                           "method.reviewer.weight_mode=share", "method.reviewer.weight=0.5")  # fmt: skip
+    method = build.build_method(cfg, build.build_model(cfg))
+    labeled, unlabeled = batches(cfg, 2)
+    step = cfg.method.burn_in_steps + cfg.method.rampup_steps  # the full consistency weight
+    seen = []
+    original = trs.multi_level_loss
+    monkeypatch.setattr(trs, "multi_level_loss", lambda *a: seen.append(a[3].clone()) or original(*a))
+    method.training_step(
+        labeled, unlabeled, step
+    )  # first sight: the memory holds only what the teacher says now
+    supervised, teacher, memory = seen
+    torch.testing.assert_close(memory, torch.zeros_like(memory))  # it teaches nothing...
+    assert teacher.sum() > 0 and torch.all((teacher == 0) | (teacher == 1))  # ...so the teacher keeps it all
+    seen.clear()
+    monkeypatch.setattr(
+        method.teacher,
+        "forward",
+        lambda images, f=method.teacher.forward: f(images).__class__(
+            heatmaps=0.5 * f(images).heatmaps, levels={}
+        ),
+    )  # a less sure teacher: the memory now teaches
+    method.training_step(labeled, unlabeled, step)
+    _, teacher, memory = seen
+    taught = memory > 0
+    # where the memory teaches, the teacher keeps half (or nothing, where its own mask drops the keypoint)
+    assert (
+        taught.any()
+        and torch.all((teacher[taught] == 0.5) | (teacher[taught] == 0))
+        and (teacher == 0.5).any()
+    )
+    assert torch.all((teacher[~taught] == 1) | (teacher[~taught] == 0))  # elsewhere it keeps it all

@@ -118,11 +118,17 @@ class TeacherReviewerStudent(Method):
         )
         ramp = consistency_weight(step, self.cfg)
         teacher_weight, reviewer_weight = term_weights(ramp, self.cfg.reviewer, reviewer_target is not None)
+        teacher_keypoints = teacher_target.weight
+        if reviewer_target is not None and self.cfg.reviewer.policy == "memory":
+            # the memory teaches some keypoints only: the teacher gives up its share on those alone
+            share = self.cfg.reviewer.weight if self.cfg.reviewer.weight_mode == "share" else 0.0
+            teacher_keypoints = teacher_target.weight * (1.0 - share * reviewer_target.weight)
+            teacher_weight, reviewer_weight = ramp, ramp * self.cfg.reviewer.weight
         teacher_loss, _ = multi_level_loss(
             output.heatmaps[strong_rows],
             levels_u,
             teacher_target.heatmaps,
-            teacher_target.weight,
+            teacher_keypoints,
             self.level_weights,
         )
         loss = supervised + teacher_weight * teacher_loss
