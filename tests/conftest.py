@@ -32,6 +32,15 @@ def tiny_dataset(tmp_path_factory, body_model) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_mpii_dataset(tmp_path_factory, body_model) -> Path:
+    """The same `tiny` images with MPII-16 annotations (``make-dataset --keypoints mpii16``)."""
+    from trspose.data.synthetic import ensure_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "tiny_mpii16"
+    return ensure_dataset("tiny", seed=0, root=root, workers=1, progress=False, keypoints="mpii16")
+
+
+@pytest.fixture(scope="session")
 def stick_root(tmp_path_factory) -> Path:
     """A stick-figure COCO dataset (12 train, 4 val people; tests/stick_figures.py). Tests only read it."""
     from tests.stick_figures import write_stick_figure_dataset

@@ -89,12 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="worker processes (default: CPU count)")
     p.add_argument("--force", action="store_true", help="regenerate even if a complete copy exists")
     p.add_argument("--preview", help="also write preview grids and statistics into this folder")
+    p.add_argument("--keypoints", default="coco17", choices=["coco17", "mpii16"],
+                   help="keypoint layout of the annotations (the images are the same)")  # fmt: skip
 
     p = sub.add_parser(
         "dataset-path", help="print the folder of a synthetic dataset (generating it if needed)"
     )
     p.add_argument("--size", default="demo")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keypoints", default="coco17", choices=["coco17", "mpii16"])
 
     p = sub.add_parser(
         "preview-training", help="grids of the augmented crops a config trains on, with their targets"
@@ -157,16 +160,15 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "make-dataset":
         from trspose.data.synthetic import ensure_dataset
 
-        root = ensure_dataset(
-            args.size, seed=args.seed, root=args.out, workers=args.workers, force=args.force
-        )
+        root = ensure_dataset(args.size, seed=args.seed, root=args.out, workers=args.workers, force=args.force,
+                              keypoints=args.keypoints)  # fmt: skip
         print(f"dataset ready: {root}")
         if args.preview:
             _preview(root, Path(args.preview), "val", 12)
     elif args.command == "dataset-path":
         from trspose.data.synthetic import ensure_dataset
 
-        print(ensure_dataset(args.size, seed=args.seed, progress=False))
+        print(ensure_dataset(args.size, seed=args.seed, progress=False, keypoints=args.keypoints))
     elif args.command == "preview-training":
         from trspose.apps.training_preview import write_training_preview
         from trspose.config import load_config

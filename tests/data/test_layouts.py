@@ -161,3 +161,40 @@ def test_a_recorded_layout_must_be_the_presets_it_names(tmp_path):
     saved["data"]["keypoints"] = "coco17"
     with pytest.raises(ConfigError, match="data.layout: 'sigmas' must be 17 positive numbers"):
         config_from_dict(saved)
+
+
+@pytest.mark.slow
+def test_the_mpii16_synthetic_people_train_evaluate_with_pckh_predict_on_a_video_and_export(
+    tiny_mpii_dataset, tmp_path, capsys
+):
+    import cv2
+
+    names = list(SPECS["mpii16"].names)
+    run = ["train", str(TINY), f"data.root={tiny_mpii_dataset}", "data.keypoints=mpii16", f"output_dir={tmp_path}",
+           "train.steps=3"]  # fmt: skip
+    assert main(run) == 0
+    checkpoint = tmp_path / "tiny" / "checkpoints" / "last.pt"
+    capsys.readouterr()
+    assert main(["eval", str(checkpoint)]) == 0
+    header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| AP")][-1]
+    assert header.rstrip(" |").endswith("PCKh")
+    frames = sorted((tiny_mpii_dataset / "images" / "val").glob("*.jpg"))[:4]
+    video = tmp_path / "walk.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (384, 288))
+    for frame in frames:
+        writer.write(cv2.imread(str(frame)))
+    writer.release()
+    assert main(["predict", str(checkpoint), str(video), "--out", str(tmp_path / "video")]) == 0
+    rows = (tmp_path / "video" / "walk.csv").read_text().splitlines()
+    assert rows[1].split(",")[2::3] == names and len(rows) == 3 + len(frames)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "onnx")]) == 0
+    assert json.loads((tmp_path / "onnx" / "model.json").read_text())["keypoints"] == names
+
+
+def test_the_synthetic_dataset_is_rendered_in_coco17_or_mpii16_only(tmp_path, capsys):
+    args = ["train", str(TINY), "data.dataset=synthetic", "data.keypoints=aic14", f"output_dir={tmp_path}"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == ("error: the synthetic dataset has no 'aic14' layout: choose one of "
+                                               "coco17, mpii16 (data.keypoints), or train on your own files "
+                                               "(data.dataset=coco)")  # fmt: skip
+    assert not (tmp_path / "tiny").exists()

@@ -36,8 +36,9 @@ def neutral_pose(n: int, **overrides) -> poses.PoseAngles:
     return poses.PoseAngles(modes=np.array(["standing"] * n), angles=angles)
 
 
-def render_people(body, yaws, positions, eye=(0.0, -4.0, 1.1), boxes=(), **pose):
-    """Posed people (facing -Y before `yaws`, degrees) at ground `positions`, seen from `eye` (288x384)."""
+def render_people(body, yaws, positions, eye=(0.0, -4.0, 1.1), boxes=(), all_points=False, **pose):
+    """Posed people (facing -Y before `yaws`, degrees) at ground `positions`, seen from `eye` (288x384); their
+    COCO keypoints, or with `all_points` every point the generator computes (``body.POINT_NAMES``)."""
     n = len(yaws)
     phenotypes = np.tile(body.phenotypes[:1] * 0 + [0.0, 0.7, 0.5, 0.5, 0.5, 0.5], (n, 1)).astype(np.float32)
     vertices, keypoints = compose._forward(body, neutral_pose(n, **pose), phenotypes)
@@ -55,7 +56,8 @@ def render_people(body, yaws, positions, eye=(0.0, -4.0, 1.1), boxes=(), **pose)
     mesh = render.scene_mesh(body, np.concatenate(world_v + list(boxes) + parked), n)
     hits = render.cast_image(mesh, camera, np.ones((288, 384), bool))
     pixels, flags = annotate.keypoint_visibility(body, mesh, camera, np.stack(world_k))
-    return hits, pixels, flags
+    kept = slice(None) if all_points else slice(len(COCO17.names))
+    return hits, pixels[:, kept], flags[:, kept]
 
 
 def test_front_view_left_shoulder_on_image_right(body_model):
@@ -273,3 +275,57 @@ def test_crop_maps_the_box_centre_to_the_crop_centre():
     assert mapped[1, 2] == 1
     drawn = draw_pose(image, keypoints, COCO17, box=[130, 60, 40, 80])
     assert drawn.shape == image.shape and drawn.any() and not image.any()
+
+
+def test_mpii_points_sit_where_mpii_puts_them_on_a_person_facing_the_camera(body_model):
+    from trspose.data.synthetic.body import POINT_NAMES
+
+    _, pixels, flags = render_people(body_model, [0.0], [(0.0, 0.0)], all_points=True)
+    point = {name: pixels[0, i] for i, name in enumerate(POINT_NAMES)}
+    y = {name: p[1] for name, p in point.items()}  # image y grows downwards
+    shoulders = (point["left_shoulder"] + point["right_shoulder"]) / 2
+    assert y["head_top"] < y["left_eye"] < y["nose"] < y["upper_neck"] < y["thorax"] < shoulders[1]
+    assert y["pelvis"] == pytest.approx((y["left_hip"] + y["right_hip"]) / 2, abs=1.0)
+    for name in ("head_top", "upper_neck", "thorax", "pelvis"):  # on the body's midline, seen from the front
+        assert point[name][0] == pytest.approx(192.0, abs=3.0)
+    assert flags[0, POINT_NAMES.index("head_top")] == 2
+
+
+def test_mpii16_annotations_share_the_images_and_joints_of_coco17(tiny_dataset, tiny_mpii_dataset):
+    from trspose.data.keypoints import MPII16
+
+    assert dataset.read_manifest(tiny_mpii_dataset)["keypoints"] == "mpii16"
+    assert "keypoints" not in dataset.read_manifest(tiny_dataset)  # older coco17 folders stay complete
+    assert (
+        dataset.default_root("tiny", 0, "mpii16").name
+        == f"synthetic-tiny-seed0-mpii16-v{dataset.generator_version()}"
+    )
+    for split in ("train", "val"):
+        for image in (tiny_dataset / "images" / split).iterdir():
+            assert (tiny_mpii_dataset / "images" / split / image.name).read_bytes() == image.read_bytes()
+        coco = json.loads((tiny_dataset / "annotations" / f"person_keypoints_{split}.json").read_text())
+        mpii = json.loads((tiny_mpii_dataset / "annotations" / f"person_keypoints_{split}.json").read_text())
+        assert mpii["categories"][0]["keypoints"] == list(MPII16.names)
+        assert [a["image_id"] for a in mpii["annotations"]] == [a["image_id"] for a in coco["annotations"]]
+        ordered_up = 0
+        labelled = [
+            (a, b)
+            for a, b in zip(coco["annotations"], mpii["annotations"])
+            if min(a["num_keypoints"], b["num_keypoints"])
+        ]
+        for a, b in labelled:
+            c, m = (np.array(x["keypoints"], float).reshape(-1, 3) for x in (a, b))
+            for k, name in enumerate(MPII16.names):
+                if name in COCO17.names:  # the shared joints: the same point and flag
+                    np.testing.assert_array_equal(m[k], c[K[name]])
+            top, neck, thorax = (m[MPII16.names.index(n)] for n in ("head_top", "upper_neck", "thorax"))
+            for point in m[m[:, 2] > 0]:  # boxes grow to hold the visible points, of either layout
+                assert b["bbox"][0] <= point[0] <= b["bbox"][0] + b["bbox"][2] + 1 or point[2] == 1
+            if min(top[2], thorax[2]) > 0:  # the neck's top lies between the crown and the thorax
+                ordered_up += np.linalg.norm(top[:2] - thorax[:2]) > np.linalg.norm(neck[:2] - thorax[:2])
+        assert labelled and ordered_up >= 0.9 * len(labelled) - 1
+
+
+def test_only_coco17_and_mpii16_are_rendered(tmp_path):
+    with pytest.raises(DataError, match="no 'aic14' layout: choose one of coco17, mpii16"):
+        ensure_dataset("tiny", root=tmp_path / "x", keypoints="aic14")

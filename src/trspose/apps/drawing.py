@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trspose.data.coco import load_image, read_keypoint_file
+from trspose.data.coco import file_layout, load_image, read_keypoint_file
 from trspose.data.geometry import affine_points, box_to_center_scale, get_affine_transform
 from trspose.data.keypoints import COCO17, KeypointSpec
 from trspose.data.transforms import BOX_PADDING, warp_image
@@ -148,7 +148,8 @@ def preview_dataset(
             f"{root}: not a dataset in COCO layout (no annotations/person_keypoints_{split}.json); "
             f"pass a folder holding annotations/person_keypoints_{split}.json and images/{split}/"
         )
-    data = read_keypoint_file(ann_path, COCO17)
+    spec = file_layout(ann_path)
+    data = read_keypoint_file(ann_path, spec)
     by_image: dict[int, list[dict]] = {}
     for annotation in data["annotations"]:
         by_image.setdefault(annotation["image_id"], []).append(annotation)
@@ -159,10 +160,10 @@ def preview_dataset(
         drawn = image
         for annotation in by_image.get(info["id"], []):
             keypoints = np.array(annotation["keypoints"], float).reshape(-1, 3)
-            drawn = draw_pose(drawn, keypoints, box=annotation["bbox"])
+            drawn = draw_pose(drawn, keypoints, spec, box=annotation["bbox"])
             if annotation["num_keypoints"] > 0 and len(crops) < 2 * num_images:
                 crop, mapped = crop_person(image, annotation["bbox"], keypoints, input_size)
-                crops.append(draw_pose(crop, mapped))
+                crops.append(draw_pose(crop, mapped, spec))
         images.append(drawn)
     if not images:
         return []

@@ -23,9 +23,10 @@ from trspose.data.coco_checks import (
     check_detections,
     check_keypoint_file,
     check_number,
+    keypoint_category,
     require_object,
 )
-from trspose.data.keypoints import COCO17, KeypointSpec
+from trspose.data.keypoints import COCO17, DEFAULT_SIGMA, SPECS, KeypointSpec, spec_from_mapping
 from trspose.errors import DataError
 from trspose.io import read_json
 
@@ -64,6 +65,29 @@ def read_keypoint_file(ann_file: Path | str, spec: KeypointSpec, category: str =
     path = Path(ann_file)
     data = read_json(path, "annotation file")
     return check_keypoint_file(data, path, spec.num_keypoints, spec.names, category)
+
+
+def file_layout(ann_file: Path | str, category: str = "") -> KeypointSpec:
+    """The keypoint layout a COCO file's category lists (its ``keypoints`` names and ``skeleton``): the preset with
+    those names where there is one, else those names with left/right pairs inferred and the default OKS sigma (for
+    drawing and statistics; training takes its layout from ``data.keypoints``)."""
+    path = Path(ann_file)
+    data = read_json(path, "annotation file")
+    require_object(data, ("categories",), path, "the top level")
+    chosen = keypoint_category(
+        data["categories"] if isinstance(data["categories"], list) else [], path, category
+    )
+    names = chosen.get("keypoints")
+    preset = next((spec for spec in SPECS.values() if list(spec.names) == names), None)
+    if preset is not None:
+        return preset
+    skeleton = chosen.get("skeleton") or []
+    try:
+        skeleton = [[int(a) - 1, int(b) - 1] for a, b in skeleton]  # COCO files count from 1
+    except (TypeError, ValueError):
+        skeleton = []
+    mapping = {"names": names, "skeleton": skeleton, "sigmas": [DEFAULT_SIGMA] * len(names or [])}
+    return spec_from_mapping(mapping, f"{path} (categories)")
 
 
 def load_coco_instances(

@@ -145,14 +145,12 @@ def resolve_data(
 
         root = None
         if ctx is None or ctx.is_main:
-            root = ensure_dataset(
-                data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=progress
-            )
+            root = ensure_dataset(data.synthetic_size, seed=data.synthetic_seed, root=data.root or None,
+                                  progress=progress, keypoints=data.keypoints)  # fmt: skip
         barrier()
         if root is None:  # other ranks: the dataset now exists, this call only looks it up
-            root = ensure_dataset(
-                data.synthetic_size, seed=data.synthetic_seed, root=data.root or None, progress=False
-            )
+            root = ensure_dataset(data.synthetic_size, seed=data.synthetic_seed, root=data.root or None,
+                                  progress=False, keypoints=data.keypoints)  # fmt: skip
     else:
         if not data.root:
             raise ConfigError("data.root is empty; set it to the folder of your COCO-format dataset")

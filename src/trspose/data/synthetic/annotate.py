@@ -4,7 +4,7 @@ Visibility (see docs/DATASET.md): cast a ray from the camera to each 3D keypoint
 surface it meets. Keypoints of joints lie inside the body, so "no surface in front" is too strict; instead
 * v=2 (visible) when nothing is hit before the keypoint, or the first hit is this person's own skin on a
   bone around the keypoint (elbow: upper or lower arm of the same side) and lies less than 5 cm (face
-  points) / 20 cm (joints) in front of it;
+  points) / 20 cm (joints and MPII's head top, whose own head may hide it) in front of it;
 * v=1 (occluded) otherwise: hidden by the person's own body (self-occlusion) or by someone else;
 * v=0 with x = y = 0 when the keypoint projects outside the image, and (COCO practice) for the face points
   (nose, eyes, ears) hidden by the person's own head or neck, i.e. the face seen from behind.
@@ -28,7 +28,8 @@ MIN_VISIBLE_KEYPOINTS = 3
 
 
 def keypoint_visibility(body, mesh, camera: Camera, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (n, K, 2) and COCO visibility (n, K) of world keypoints (n, K, 3)."""
+    """Pixels (n, K, 2) and COCO visibility (n, K) of the generator's world points (n, K, 3), K the
+    ``body.POINT_NAMES``."""
     n, num_keypoints = keypoints.shape[:2]
     points = keypoints.reshape(-1, 3)
     pixels, depth = camera.project(points)
@@ -39,7 +40,7 @@ def keypoint_visibility(body, mesh, camera: Camera, keypoints: np.ndarray) -> tu
     hit_bone = body.face_bone[np.clip(face, 0, None) % body.num_faces]
     own_part = (hit_person == owner) & body.keypoint_bone_ok[index, hit_bone]
     in_front = (1 - np.minimum(fraction, 1.0)) * np.linalg.norm(points - camera.centre, axis=1)
-    tolerance = np.where(index < NUM_FACE_POINTS, FACE_DEPTH_TOLERANCE, JOINT_DEPTH_TOLERANCE)
+    tolerance = np.where(body.skin_point[index], FACE_DEPTH_TOLERANCE, JOINT_DEPTH_TOLERANCE)
     visible = (face < 0) | (fraction >= 1.0) | (own_part & (in_front < tolerance))
     inside = (pixels[:, 0] >= 0) & (pixels[:, 0] < camera.width) & (pixels[:, 1] >= 0)
     inside &= (pixels[:, 1] < camera.height) & (depth > 0)

@@ -19,6 +19,19 @@ import numpy as np
 from trspose.data.keypoints import COCO17
 from trspose.paths import configure_body_model_cache
 
+# The points the generator computes for every person: COCO's 17 (anny's keypoint regressor), then the four that
+# MPII's layout adds, from the posed skeleton and skin: the crown of the head, the top of the neck (anny's last neck
+# bone starts level with the chin), the base of the neck (its first neck bone, level with the top of the sternum) and
+# the midpoint of the hips.
+EXTRA_POINTS = ("head_top", "upper_neck", "thorax", "pelvis")
+POINT_NAMES = (*COCO17.names, *EXTRA_POINTS)
+# On the skin, not inside. Not head_top: seen from below, the crown hides behind the forehead, and MPII labels it
+# visible unless something else hides it, so like a joint it is visible when its own head is the first surface.
+SKIN_POINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+CROWN_DEPTH = (
+    0.005  # metres: head_top is the mean of the head's vertices this close to its top in the rest pose
+)
+
 # Bones whose skin may legitimately be the first surface a camera ray meets on its way to a keypoint
 # (the keypoints of joints lie 1.4-7.4 cm inside the body). Matched as name prefixes.
 KEYPOINT_BONES: dict[str, tuple[str, ...]] = {
@@ -55,6 +68,10 @@ KEYPOINT_BONES: dict[str, tuple[str, ...]] = {
     "right_knee": ("upperleg01.R", "upperleg02.R", "lowerleg01.R", "lowerleg02.R"),
     "left_ankle": ("lowerleg01.L", "lowerleg02.L", "foot.L", "toe"),
     "right_ankle": ("lowerleg01.R", "lowerleg02.R", "foot.R", "toe"),
+    "head_top": ("head",),
+    "upper_neck": ("head", "neck"),
+    "thorax": ("neck01", "spine01", "spine02", "clavicle"),
+    "pelvis": ("root", "pelvis", "spine05", "spine04", "upperleg01"),
 }
 
 # Clothing regions, one label per vertex (from the dominant skinning bone; a hair cap on the head).
@@ -83,7 +100,9 @@ class BodyModel:
     faces: np.ndarray  # (F, 3) int32 triangles
     rest_vertices: np.ndarray  # (V, 3) rest pose of the default body, metres
     face_bone: np.ndarray  # (F,) dominant bone index per triangle
-    keypoint_bone_ok: np.ndarray  # (17, bones) bool: bone may occlude its own keypoint
+    keypoint_bone_ok: np.ndarray  # (len(POINT_NAMES), bones) bool: bone may occlude its own keypoint
+    crown_vertices: np.ndarray  # vertex indices whose mean is head_top
+    skin_point: np.ndarray  # (len(POINT_NAMES),) bool: the point lies on the skin (SKIN_POINTS)
     head_bone: np.ndarray  # (bones,) bool: head, neck and eye bones
     vertex_region: np.ndarray  # (V,) index into REGIONS
     bone_index: dict[str, int]
@@ -148,6 +167,8 @@ def build_body_model() -> BodyModel:
         rest_vertices=rest_vertices,
         face_bone=vertex_bone[faces[:, 0]],
         keypoint_bone_ok=_keypoint_bone_table(bone_names),
+        crown_vertices=_crown(vertex_bone, bone_names, rest_vertices),
+        skin_point=np.isin(POINT_NAMES, SKIN_POINTS),
         head_bone=np.array([name.startswith(HEAD_BONE_PREFIXES) for name in bone_names]),
         vertex_region=_vertex_regions(vertex_bone, bone_names, rest_vertices),
         bone_index={name: i for i, name in enumerate(bone_names)},
@@ -202,11 +223,32 @@ def _elbow_hinges(bone_poses: np.ndarray, bone_names: list[str]) -> tuple[dict, 
 
 
 def _keypoint_bone_table(bone_names: list[str]) -> np.ndarray:
-    table = np.zeros((len(COCO17.names), len(bone_names)), bool)
-    for k, keypoint in enumerate(COCO17.names):
+    table = np.zeros((len(POINT_NAMES), len(bone_names)), bool)
+    for k, keypoint in enumerate(POINT_NAMES):
         prefixes = KEYPOINT_BONES[keypoint]
         table[k] = [name.startswith(prefixes) for name in bone_names]
     return table
+
+
+def _crown(vertex_bone: np.ndarray, bone_names: list[str], rest: np.ndarray) -> np.ndarray:
+    """The head's vertices within CROWN_DEPTH of its top (Z up) in the rest pose."""
+    head = np.flatnonzero(vertex_bone == bone_names.index("head"))
+    z = rest[head, 2]
+    return head[z > z.max() - CROWN_DEPTH]
+
+
+def extra_points(body: BodyModel, vertices, bone_poses, keypoints):
+    """The EXTRA_POINTS (n, 4, 3) of posed people from anny's output (torch tensors: vertices (n, V, 3), bone poses
+    (n, bones, 4, 4)) and their COCO keypoints (n, 17, 3), in the same frame."""
+    import torch
+
+    hips = [COCO17.names.index("left_hip"), COCO17.names.index("right_hip")]
+    return torch.stack([
+        vertices[:, body.crown_vertices].mean(1),
+        bone_poses[:, body.bone_index["neck03"], :3, 3],
+        bone_poses[:, body.bone_index["neck01"], :3, 3],
+        keypoints[:, hips].mean(1),
+    ], 1)  # fmt: skip
 
 
 def _vertex_regions(vertex_bone: np.ndarray, bone_names: list[str], rest: np.ndarray) -> np.ndarray:

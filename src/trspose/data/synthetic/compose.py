@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trspose.data.keypoints import COCO17
 from trspose.data.synthetic import annotate, background, objects, poses, render, scene
 from trspose.data.synthetic.appearance import person_albedo
+from trspose.data.synthetic.body import extra_points
 from trspose.data.synthetic.collision import SelfIntersectionTest
 
 MAX_POSE_RETRIES = 2  # resampling rounds for self-intersecting bodies before falling back to standing
@@ -28,7 +30,7 @@ class People:
     modes: np.ndarray  # (n,)
     phenotypes: np.ndarray  # (n, 6)
     vertices: np.ndarray  # (n, V, 3)
-    keypoints: np.ndarray  # (n, K, 3)
+    keypoints: np.ndarray  # (n, len(body.POINT_NAMES), 3)
 
 
 @contextmanager
@@ -64,6 +66,9 @@ def _forward(body, angles: poses.PoseAngles, phenotypes: np.ndarray) -> tuple[np
             phenotype_kwargs=torch.from_numpy(phenotypes),
         )
         keypoints = body.regressor(output)
+        keypoints = torch.cat(
+            [keypoints, extra_points(body, output["vertices"], output["bone_poses"], keypoints)], 1
+        )
     return output["vertices"].numpy(), keypoints.numpy()
 
 
@@ -90,9 +95,15 @@ def place_people(
 
 
 def synthesize_image(
-    body, collision: SelfIntersectionTest, rng: np.random.Generator, size: tuple[int, int], timings: dict
+    body,
+    collision: SelfIntersectionTest,
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    timings: dict,
+    columns: list[int] | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
-    """One (H, W, 3) uint8 BGR image and its COCO annotations (without ids)."""
+    """One (H, W, 3) uint8 BGR image and its COCO annotations (without ids), with the keypoints ``columns`` of
+    ``body.POINT_NAMES`` (default: COCO's 17)."""
     height, width = size
     with stage(timings, "sampling"):
         modes = poses.sample_modes(rng, scene.sample_people_count(rng))
@@ -111,6 +122,8 @@ def synthesize_image(
         image = _shade(body, rng, camera, hits, vertices, boxes, footprints)
     with stage(timings, "annotating"):
         pixels, flags = annotate.keypoint_visibility(body, mesh, camera, np.stack(keypoints))
+        columns = list(range(len(COCO17.names))) if columns is None else columns
+        pixels, flags = pixels[:, columns], flags[:, columns]
         extras = [_person_extra(people, i) for i in kept]
         annotations = annotate.person_annotations(hits, body.num_faces, pixels, flags, extras)
     return image, annotations

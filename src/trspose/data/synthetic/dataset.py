@@ -4,8 +4,8 @@ A dataset folder is complete only when its ``manifest.json`` (written last, atom
 generator version, size and seed asked for. It is generated in a hidden sibling folder and renamed into
 place, so an interrupted run never leaves anything that looks complete.
 
-* ``root=None``: the cache ``cache_dir()/datasets/synthetic-<size>-seed<seed>-v<GENERATOR_VERSION>``;
-  a partial folder there is regenerated.
+* ``root=None``: the cache ``cache_dir()/datasets/synthetic-<size>-seed<seed>[-<layout>]-v<GENERATOR_VERSION>``
+  (the layout named only when it is not coco17); a partial folder there is regenerated.
 * explicit ``root``: an output folder. Empty or missing: generated. A partial or other-version dataset:
   refused unless ``force=True`` (then regenerated). Anything else (a non-dataset folder): always refused.
 """
@@ -19,7 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from trspose.data.synthetic.generate import SizeSpec, default_workers, generate_split, now_iso, task_runner
+from trspose.data.synthetic.generate import (
+    LAYOUTS,
+    SizeSpec,
+    default_workers,
+    generate_split,
+    now_iso,
+    task_runner,
+)
 from trspose.errors import DataError
 from trspose.io import os_reason, write_error, write_json
 from trspose.paths import cache_dir
@@ -37,16 +44,20 @@ def generator_version() -> int:
     return sys.modules["trspose.data.synthetic"].GENERATOR_VERSION
 
 
-def default_root(size: str, seed: int) -> Path:
-    return cache_dir() / "datasets" / f"synthetic-{size}-seed{seed}-v{generator_version()}"
+def default_root(size: str, seed: int, keypoints: str = "coco17") -> Path:
+    layout = "" if keypoints == "coco17" else f"-{keypoints}"
+    return cache_dir() / "datasets" / f"synthetic-{size}-seed{seed}{layout}-v{generator_version()}"
 
 
-def expected_identity(size: str, seed: int) -> dict:
+def expected_identity(size: str, seed: int, keypoints: str = "coco17") -> dict:
+    """What a complete folder's manifest says (a coco17 manifest names no layout: older folders stay complete)."""
     spec = SIZES[size]
+    layout = {} if keypoints == "coco17" else {"keypoints": keypoints}
     return {
         "generator_version": generator_version(),
         "size": size,
         "seed": seed,
+        **layout,
         "counts": {"train": spec.train, "val": spec.val},
         "image_size": list(spec.image_size),
     }
@@ -78,13 +89,18 @@ def ensure_dataset(
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
+    keypoints: str = "coco17",
 ) -> Path:
-    """Return the root (with images/ and annotations/) of the synthetic dataset, generating it if needed."""
+    """Return the root (with images/ and annotations/) of the synthetic dataset, generating it if needed; its
+    annotations have the ``keypoints`` layout (coco17 or mpii16; the images are the same)."""
     if size not in SIZES:
         raise DataError(f"unknown synthetic dataset size {size!r}: choose one of {', '.join(SIZES)}")
+    if keypoints not in LAYOUTS:
+        raise DataError(f"the synthetic dataset has no {keypoints!r} layout: choose one of {', '.join(LAYOUTS)} "
+                        "(data.keypoints), or train on your own files (data.dataset=coco)")  # fmt: skip
     explicit = root is not None
-    target = Path(root).expanduser() if root is not None else default_root(size, seed)
-    identity = expected_identity(size, seed)
+    target = Path(root).expanduser() if root is not None else default_root(size, seed, keypoints)
+    identity = expected_identity(size, seed, keypoints)
     state = folder_state(target, identity)
     if state == "complete" and not force:
         return target
@@ -98,7 +114,7 @@ def ensure_dataset(
             "pass --force to regenerate it, or delete it"
         )
     _check_writable(target)
-    _generate_atomically(target, size, seed, workers or default_workers(), progress)
+    _generate_atomically(target, size, seed, workers or default_workers(), progress, keypoints)
     return target
 
 
@@ -114,7 +130,9 @@ def _check_writable(target: Path) -> None:
         raise DataError(f"the dataset folder {target} is not writable: choose a writable folder")
 
 
-def _generate_atomically(target: Path, size: str, seed: int, workers: int, progress: bool) -> None:
+def _generate_atomically(
+    target: Path, size: str, seed: int, workers: int, progress: bool, keypoints: str
+) -> None:
     """Generate into a hidden sibling folder, write the manifest last, then swap it into place."""
     _remove_abandoned_partials(target)
     temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
@@ -125,9 +143,11 @@ def _generate_atomically(target: Path, size: str, seed: int, workers: int, progr
         splits, timings = {}, {}
         with task_runner(workers) as run:
             for split in ("train", "val"):
-                splits[split], timings[split] = generate_split(temporary, split, spec, seed, run, progress)
+                splits[split], timings[split] = generate_split(
+                    temporary, split, spec, seed, run, progress, keypoints
+                )
         manifest = {
-            **expected_identity(size, seed),
+            **expected_identity(size, seed, keypoints),
             "splits": splits,
             "workers": workers,
             "seconds": round(time.perf_counter() - start, 2),

@@ -20,10 +20,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trspose.data.keypoints import COCO17
+from trspose.data.keypoints import SPECS
 from trspose.io import write_text
 
 SPLIT_CODES = {"train": 0, "val": 1}
+LAYOUTS = (
+    "coco17",
+    "mpii16",
+)  # the keypoint layouts the generator writes (body.POINT_NAMES has their points)
 JPEG_QUALITY = (60, 95)  # drawn per image
 CHUNK = 8  # images per task sent to a worker
 
@@ -56,17 +60,22 @@ def _init_worker() -> None:
         _STATE["collision"] = SelfIntersectionTest(_STATE["body"])
 
 
-def render_chunk(task: tuple[int, str, list[int], tuple[int, int], str]) -> tuple[list[tuple], dict]:
-    """Render images `indices` of `split` into `image_dir`; return (index, file, annotations) and timings."""
+def render_chunk(task: tuple[int, str, list[int], tuple[int, int], str, str]) -> tuple[list[tuple], dict]:
+    """Render images `indices` of `split` into `image_dir`; return (index, file, annotations in `layout`) and
+    timings. The images do not depend on the layout."""
+    from trspose.data.synthetic.body import POINT_NAMES
     from trspose.data.synthetic.compose import stage, synthesize_image
 
-    seed, split, indices, size, image_dir = task
+    seed, split, indices, size, image_dir, layout = task
+    columns = [POINT_NAMES.index(name) for name in SPECS[layout].names]
     _init_worker()
     timings: dict[str, float] = {}
     results = []
     for index in indices:
         rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_CODES[split], index]))
-        image, annotations = synthesize_image(_STATE["body"], _STATE["collision"], rng, size, timings)
+        image, annotations = synthesize_image(
+            _STATE["body"], _STATE["collision"], rng, size, timings, columns
+        )
         with stage(timings, "writing"):
             name = f"{index:06d}.jpg"
             quality = int(rng.integers(*JPEG_QUALITY))
@@ -77,9 +86,16 @@ def render_chunk(task: tuple[int, str, list[int], tuple[int, int], str]) -> tupl
 
 
 def generate_split(
-    root: Path, split: str, spec: SizeSpec, seed: int, workers: int | Callable, progress: bool
+    root: Path,
+    split: str,
+    spec: SizeSpec,
+    seed: int,
+    workers: int | Callable,
+    progress: bool,
+    layout: str = "coco17",
 ) -> tuple[dict, dict[str, float]]:
-    """Render one split under `root` and write its annotation file; return (counts, stage timings).
+    """Render one split under `root` and write its annotation file in the keypoint `layout` (one of LAYOUTS);
+    return (counts, stage timings).
 
     `workers` is a worker count, or a map function from `task_runner` (to share one pool between splits).
     """
@@ -88,7 +104,7 @@ def generate_split(
     image_dir = root / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     count = spec.count(split)
-    tasks = [(seed, split, list(range(i, min(i + CHUNK, count))), spec.image_size, str(image_dir))
+    tasks = [(seed, split, list(range(i, min(i + CHUNK, count))), spec.image_size, str(image_dir), layout)
              for i in range(0, count, CHUNK)]  # fmt: skip
     results: list[tuple] = []
     timings: dict[str, float] = {}
@@ -100,7 +116,7 @@ def generate_split(
                 timings[key] = timings.get(key, 0.0) + value
             bar.update(len(chunk))
     bar.close()
-    coco = coco_document(sorted(results), spec.image_size, split)
+    coco = coco_document(sorted(results), spec.image_size, split, layout)
     path = root / "annotations" / f"person_keypoints_{split}.json"
     write_text(json.dumps(coco, separators=(",", ":")), path)
     counts = {"images": len(coco["images"]), "annotations": len(coco["annotations"])}
@@ -125,7 +141,7 @@ def task_runner(workers: int) -> Iterator[Callable]:
         yield lambda tasks: pool.imap(render_chunk, tasks)
 
 
-def coco_document(results: list[tuple], size: tuple[int, int], split: str) -> dict:
+def coco_document(results: list[tuple], size: tuple[int, int], split: str, layout: str = "coco17") -> dict:
     """The COCO keypoints JSON of one split from (index, file_name, annotations) sorted by index."""
     images: list[dict] = []
     annotations: list[dict] = []
@@ -139,7 +155,7 @@ def coco_document(results: list[tuple], size: tuple[int, int], split: str) -> di
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [COCO17.coco_category()],
+        "categories": [SPECS[layout].coco_category()],
     }
 
 

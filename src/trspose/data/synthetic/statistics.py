@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trspose.data.coco import read_keypoint_file
-from trspose.data.keypoints import COCO17
+from trspose.data.coco import file_layout, read_keypoint_file
+from trspose.data.keypoints import KeypointSpec
 
 BOX_HEIGHT_BINS = (0, 32, 64, 96, 128, 192, 256, 10_000)  # pixels
 
@@ -20,14 +20,15 @@ def dataset_statistics(root: str | Path, splits: tuple[str, ...] = ("train", "va
     for split in splits:
         path = Path(root) / "annotations" / f"person_keypoints_{split}.json"
         if path.exists():
-            out[split] = _split_statistics(read_keypoint_file(path, COCO17))
+            spec = file_layout(path)
+            out[split] = _split_statistics(read_keypoint_file(path, spec), spec)
     return out
 
 
-def _split_statistics(coco: dict) -> dict:
+def _split_statistics(coco: dict, spec: KeypointSpec) -> dict:
     annotations = coco["annotations"]
     labeled = [a for a in annotations if a["num_keypoints"] > 0]
-    flags = np.array([a["keypoints"][2::3] for a in labeled]).reshape(-1, len(COCO17.names))
+    flags = np.array([a["keypoints"][2::3] for a in labeled]).reshape(-1, spec.num_keypoints)
     heights = np.array([a["bbox"][3] for a in labeled], float)
     histogram = (
         np.histogram(heights, bins=BOX_HEIGHT_BINS)[0] if len(heights) else np.zeros(len(BOX_HEIGHT_BINS) - 1)
@@ -45,7 +46,7 @@ def _split_statistics(coco: dict) -> dict:
         },
         "visible_fraction_per_keypoint": {
             name: round(float((flags[:, k] == 2).mean()), 3) if len(flags) else 0.0
-            for k, name in enumerate(COCO17.names)
+            for k, name in enumerate(spec.names)
         },
         "box_height_histogram": dict(zip(labels, (int(c) for c in histogram))),
         "box_height_quantiles": {
