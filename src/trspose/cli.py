@@ -108,12 +108,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=16, help="crops per grid")
 
     p = sub.add_parser(
-        "convert", help="turn MPII or AI Challenger annotations into the COCO keypoints file trspose reads"
+        "convert",
+        help="turn DeepLabCut, SLEAP or Label Studio labels into a dataset folder, or MPII / AI "
+        "Challenger annotations into a COCO keypoints file",
     )
-    p.add_argument("input", help="the dataset's annotation JSON (MPII's mpii_*.json or AI Challenger's)")
-    p.add_argument("--images", required=True, help="the folder of its images (their sizes go into the file)")
-    p.add_argument("--out", required=True, help="the COCO keypoints JSON to write")
-    p.add_argument("--format", default="auto", choices=["auto", "mpii", "aic"], help="default: from the file")
+    p.add_argument("input", help="DeepLabCut's CollectedData_*.csv, a SLEAP .slp, a Label Studio JSON export, or "
+                   "MPII's / AI Challenger's annotation JSON")  # fmt: skip
+    p.add_argument("--out", required=True, help="the dataset folder to write (labelling tools) or the COCO "
+                   "keypoints JSON (MPII, AI Challenger)")  # fmt: skip
+    p.add_argument("--format", default="auto", choices=["auto", "dlc", "sleap", "labelstudio", "mpii", "aic"],
+                   help="default: from the file")  # fmt: skip
+    p.add_argument("--images", help="the folder of the images (MPII, AI Challenger: required; labelling tools: "
+                   "where to look for images not found where the labels say)")  # fmt: skip
+    p.add_argument("--val-fraction", type=float, default=0.1, help="labelled frames held out for validation")
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation frames")
+    p.add_argument("--unlabeled-frames", type=int, default=0, metavar="N",
+                   help="also write N frames nobody labelled from the labels' videos (images/unlabeled)")  # fmt: skip
 
     p = sub.add_parser("preview-dataset", help="grids of images and crops with skeletons, and statistics")
     p.add_argument("root", help="dataset folder (with images/ and annotations/)")
@@ -178,9 +188,17 @@ def _run(args: argparse.Namespace) -> None:
         ):
             print(f"wrote {path}")
     elif args.command == "convert":
-        from trspose.data.convert import convert_annotations
+        from trspose.data.convert import convert
 
-        convert_annotations(args.input, args.images, args.out, args.format)
+        convert(
+            args.input,
+            args.out,
+            args.format,
+            args.images,
+            args.val_fraction,
+            args.seed,
+            args.unlabeled_frames,
+        )
     elif args.command == "preview-dataset":
         _preview(Path(args.root), Path(args.out), args.split, args.num_images)
 

@@ -1,5 +1,8 @@
-"""Annotation layouts of other pose datasets, turned into the COCO keypoints file the toolkit reads
-(``trspose convert``): MPII's and AI Challenger's published JSON forms (as MMPose distributes and reads them).
+"""``trspose convert``: other annotation layouts turned into the COCO keypoints files the toolkit reads.
+
+Labelling tools' files (DeepLabCut, SLEAP, Label Studio) become a whole dataset folder (``data/label_tools.py``);
+the pose datasets' annotation files below become one COCO keypoints file, in MPII's and AI Challenger's published
+JSON forms (as MMPose distributes and reads them):
 
 - MPII (``mpii_train.json`` / ``mpii_val.json``): a list of people, ``{"image", "joints": [[x, y] x 16],
   "joints_vis": [0/1 x 16], "center": [x, y], "scale": s}`` in MATLAB's 1-based pixels, with the person's height
@@ -20,10 +23,17 @@ from typing import Any
 
 from trspose.data.coco_checks import fail
 from trspose.data.keypoints import AIC14, MPII16, KeypointSpec
+from trspose.data.label_tools import (
+    TOOL_FORMATS,
+    convert_tool_labels,
+    detect_tool_format,
+    json_is_label_studio,
+)
 from trspose.errors import DataError
 from trspose.io import read_json, write_json
 
 FORMATS = ("mpii", "aic")
+ALL_FORMATS = (*FORMATS, *TOOL_FORMATS)
 AIC_FLAGS = {1: 2, 2: 1, 3: 0}  # AI Challenger's visibility -> COCO's
 
 
@@ -160,3 +170,27 @@ def convert_annotations(source: Path | str, images: Path | str, out: Path | str,
     print(f"wrote {out}: {len(annotations)} people in {len(coco_images)} images ({fmt}; data.keypoints="
           f"{'mpii16' if fmt == 'mpii' else 'aic14'})")  # fmt: skip
     return out
+
+
+def convert(
+    source: Path | str,
+    out: Path | str,
+    fmt: str = "auto",
+    images: Path | str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    unlabeled_frames: int = 0,
+) -> Path:
+    """``trspose convert``: a labelling tool's file (``dlc``, ``sleap``, ``labelstudio``) into the dataset folder
+    ``out``, or MPII's / AI Challenger's JSON into the COCO file ``out`` (``images`` is then their image folder)."""
+    source = Path(source)
+    if fmt == "auto":
+        fmt = detect_tool_format(source) or ("labelstudio" if json_is_label_studio(source) else "auto")
+    if fmt in TOOL_FORMATS:
+        return convert_tool_labels(source, out, fmt, images, val_fraction, seed, unlabeled_frames)
+    if fmt not in ("auto", *FORMATS):
+        raise DataError(f"--format {fmt!r} is not one of auto, {', '.join(ALL_FORMATS)}")
+    if images is None:
+        raise DataError(f"{source}: MPII's and AI Challenger's annotation files need --images, the folder of their "
+                        "images (their sizes go into the COCO file)")  # fmt: skip
+    return convert_annotations(source, images, out, fmt)
