@@ -40,13 +40,15 @@ def draw(i: int) -> np.ndarray:
     return image
 
 
-def dlc_project(root: Path, frames: int = 6) -> Path:
+def dlc_project(root: Path, frames: int = 6, video: Path | None = None) -> Path:
     """A DeepLabCut project: config.yaml (body parts, skeleton), labeled-data/walk/img00i.png and
     CollectedData_anna.csv (pandas MultiIndex columns scorer/bodyparts/coords and a three-level row index, as
-    DeepLabCut >= 2.2 writes)."""
+    DeepLabCut >= 2.2 writes). With ``video``, config.yaml names it as the source of the labelled frames."""
     folder = root / "labeled-data" / "walk"
     folder.mkdir(parents=True)
     config = {"Task": "walk", "scorer": "anna", "bodyparts": PARTS, "skeleton": [list(e) for e in EDGES]}
+    if video is not None:
+        config["video_sets"] = {str(video): {"crop": f"0, {SIZE[1]}, 0, {SIZE[0]}"}}
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     index, rows = [], []
     for i in range(frames):
@@ -168,14 +170,17 @@ def test_converted_labels_train_predict_and_the_video_csv_names_the_body_parts(f
     assert rows[1].split(",")[2::3] == PARTS and len(rows) == 3 + 4
 
 
-def test_unlabelled_frames_come_from_the_labelled_video_and_skip_its_labelled_frames(tmp_path, capsys):
-    video_path = tmp_path / "walk.mp4"
-    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (SIZE[1], SIZE[0]))
-    for i in range(10):
+def write_video(path: Path, frames: int) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, (SIZE[1], SIZE[0]))
+    for i in range(frames):
         writer.write(draw(i % 6))
     writer.release()
+    return path
+
+
+def test_unlabelled_frames_come_from_a_sleap_video_and_skip_its_labelled_frames(tmp_path, capsys):
+    video = sio.Video.from_filename(str(write_video(tmp_path / "walk.mp4", 10)))
     skeleton = sio.Skeleton(list(PARTS))
-    video = sio.Video.from_filename(str(video_path))
     labelled = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.Instance.from_numpy(animal(i), skeleton=skeleton)])
                 for i in (0, 3, 6)]  # fmt: skip
     source = tmp_path / "walk.slp"
@@ -191,6 +196,34 @@ def test_unlabelled_frames_come_from_the_labelled_video_and_skip_its_labelled_fr
         "walk_000003.png",
         "walk_000006.png",
     }  # frames decoded from the video
+
+
+def test_unlabelled_frames_come_from_the_source_video_deeplabcuts_config_names(tmp_path, capsys):
+    video = (
+        write_video(tmp_path / "videos" / "walk.mp4", 10) if (tmp_path / "videos").mkdir() is None else None
+    )
+    out = tmp_path / "dataset"
+    source = dlc_project(tmp_path / "project", video=video)  # labelled: img000-img005, frames 0-5 of walk.mp4
+    assert main(["convert", str(source), "--out", str(out), "--unlabeled-frames", "4"]) == 0
+    assert sorted(p.name for p in (out / "images" / "unlabeled").iterdir()) == [
+        f"walk_{i:06d}.png" for i in (6, 7, 8, 9)
+    ]
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "convert",
+                str(dlc_project(tmp_path / "other")),
+                "--out",
+                str(tmp_path / "x"),
+                "--unlabeled-frames",
+                "4",
+            ]
+        )
+        == 2
+    )
+    assert "--unlabeled-frames: the labels link to no video file that can be read" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_the_box_holds_the_labelled_points_with_a_margin_inside_the_image():

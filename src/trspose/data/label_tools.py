@@ -403,20 +403,29 @@ def _bgr(pixels: np.ndarray | None) -> np.ndarray:
 
 
 def _write_unlabeled(root: Path, labels: ToolLabels, count: int) -> int:
-    """``count`` frames spread evenly over the labels' video files, none of them a labelled one, as PNG."""
+    """``count`` frames spread evenly over the labels' video files, none of them a labelled one, as PNG. A folder of
+    extracted frames (DeepLabCut's labeled-data) stands for its source video where the labels know it (DeepLabCut's
+    config.yaml video_sets), its frames named by their index in it (``img0123.png``)."""
     labelled = {frame.source for frame in labels.frames}
     candidates = []
     for video in labels.videos:
-        if isinstance(video.filename, list):  # an image sequence holds the labelled frames only
-            continue
+        taken = {index for name, index in labelled if name == str(video.filename)}
+        if isinstance(video.filename, list):  # extracted frames: their source video, if any
+            taken = {_frame_number(video.filename[index]) for index in taken}
+            video = getattr(video, "source_video", None)
+            if video is None or isinstance(video.filename, list):
+                continue
         try:
+            if video.exists() and video.backend is None:
+                video.open()
             length = int(video.shape[0]) if video.exists() and video.shape is not None else 0
         except Exception:  # a video that cannot be opened gives no frames
             length = 0
-        candidates += [(video, i) for i in range(length) if (str(video.filename), i) not in labelled]
+        candidates += [(video, i) for i in range(length) if i not in taken]
     if not candidates:
         raise DataError("--unlabeled-frames: the labels link to no video file that can be read; put the videos at "
-                        "the paths the labels name, or collect unlabelled images yourself (data.unlabeled_images)")  # fmt: skip
+                        "the paths the labels name (DeepLabCut: config.yaml's video_sets), or collect unlabelled "
+                        "images yourself (data.unlabeled_images)")  # fmt: skip
     chosen = [candidates[i * len(candidates) // count] for i in range(min(count, len(candidates)))]
     used: set[str] = set()
     for video, index in chosen:
@@ -424,6 +433,12 @@ def _write_unlabeled(root: Path, labels: ToolLabels, count: int) -> int:
         name = _unique(f"{Path(video.filename).stem}_{index:06d}.png", used)
         write_bytes(encoded.tobytes(), root / "images" / "unlabeled" / name)
     return len(chosen)
+
+
+def _frame_number(file: str) -> int:
+    """The frame index in an extracted frame's name (DeepLabCut's ``img0123.png``); -1 where there is none."""
+    digits = re.findall(r"\d+", Path(file).stem)
+    return int(digits[-1]) if digits else -1
 
 
 def _spec_text(labels: ToolLabels, source: Path) -> str:
