@@ -157,7 +157,7 @@ def load_config_text(text: str) -> ExperimentConfig:
         # each section checks its own keys where it is defined, and the message starts with the key
         ("train.steps=0", "train.steps must be > 0"),
         ("data.strong_views=0", "data.strong_views must be >= 1"),
-        ("data.keypoints=mpii99", "data.keypoints 'mpii99' is neither a preset"),
+        ("data.keypoints=mpii99", "data.keypoints 'mpii99' is neither auto, a preset"),
         ("method.reviewer.size=0", "method.reviewer.size must be >= 1"),
         ("method.joint_cutout.patch_size=0", "method.joint_cutout.count must be >= 0 and patch_size > 0"),
         ("method.ema_momentum=1.5", "method.ema_momentum must be in"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import re
 import sys
@@ -27,11 +28,21 @@ from typing import Any, Literal
 import yaml
 
 from trspose.data.codec import INPUT_MULTIPLE, valid_input_size
-from trspose.data.keypoints import SPEC_FILE_SUFFIXES, SPECS, load_layout, spec_from_mapping
+from trspose.data.keypoints import (
+    DEFAULT_SIGMA,
+    SPEC_FILE_SUFFIXES,
+    SPECS,
+    KeypointSpec,
+    load_layout,
+    spec_from_mapping,
+)
 from trspose.data.transforms import AugmentConfig, StrongAugmentConfig
 from trspose.errors import ConfigError
 from trspose.methods.teacher_student import TeacherStudentConfig
 from trspose.models.catalog import backbone_normalization
+
+log = logging.getLogger(__name__)
+AUTO_LAYOUT = "auto"  # data.keypoints: the layout of the training annotation file
 
 # Weak view of an unlabelled person [ours]: mild affine and flip, as FixMatch-style weak augmentation.
 WEAK_VIEW = AugmentConfig(
@@ -72,9 +83,11 @@ class DataConfig:
     """Folder of validation images, relative to root unless absolute."""
     val_boxes: str = ""
     """Optional detection-results JSON whose boxes replace ground-truth boxes at evaluation."""
-    keypoints: str = "coco17"
-    """Keypoint layout: a preset (coco17, mpii16, aic14, crowdpose14) or a spec file (.yaml: names, and optionally
-    skeleton, flip_pairs and sigmas; left/right pairs not given are inferred from the names)."""
+    keypoints: str = "auto"
+    """Keypoint layout: 'auto' (the training annotation file's keypoint category: its names and skeleton, with the
+    sigmas of the preset that has those names, else 0.072 each; coco17 for the synthetic dataset), a preset (coco17,
+    mpii16, aic14, crowdpose14) or a spec file (.yaml: names, and optionally skeleton, flip_pairs and sigmas;
+    left/right pairs not given are inferred from the names). 'auto' is recorded as the preset it found."""
     category: str = ""
     """The keypoint category of the annotation files, by name, where they have several (empty: their only one)."""
     layout: LayoutConfig = field(default_factory=LayoutConfig)
@@ -124,8 +137,9 @@ class DataConfig:
         if not valid_input_size(self.input_size):
             raise ValueError(f"input_size must be positive multiples of {INPUT_MULTIPLE} (height, width), e.g. "
                              "[256, 192] or [128, 96]")  # fmt: skip
-        if self.keypoints not in SPECS and Path(self.keypoints).suffix.lower() not in SPEC_FILE_SUFFIXES:
-            raise ValueError(f"keypoints '{self.keypoints}' is neither a preset ({', '.join(SPECS)}) nor a .yaml "
+        if (self.keypoints not in (*SPECS, AUTO_LAYOUT)
+                and Path(self.keypoints).suffix.lower() not in SPEC_FILE_SUFFIXES):  # fmt: skip
+            raise ValueError(f"keypoints '{self.keypoints}' is neither auto, a preset ({', '.join(SPECS)}) nor a .yaml "
                              "keypoint spec file")  # fmt: skip
         if self.num_labeled < 0 or not 0.0 <= self.labeled_fraction <= 1.0:
             raise ValueError("num_labeled must be >= 0 and labeled_fraction in [0, 1]")
@@ -508,7 +522,11 @@ def _build(merged: dict) -> ExperimentConfig:
     mean, std = pixel_normalization(cfg.model)  # recorded in config.yaml and checkpoints
     cfg.model.pixel_mean, cfg.model.pixel_std = list(mean), list(std)
     if not cfg.data.layout.names:  # likewise the layout (a checkpoint then needs no spec file)
-        cfg.data.layout = LayoutConfig(**load_layout(cfg.data.keypoints).to_mapping())
+        if cfg.data.keypoints == AUTO_LAYOUT:
+            cfg.data.keypoints, spec = layout_of_data(cfg.data)
+        else:
+            spec = load_layout(cfg.data.keypoints)
+        cfg.data.layout = LayoutConfig(**spec.to_mapping())
     else:  # a recorded layout (a run's config.yaml, a checkpoint): itself checked, and that of a preset named
         layout = spec_from_mapping(config_to_dict(cfg.data.layout), "data.layout").to_mapping()
         if cfg.data.keypoints in SPECS and layout != SPECS[cfg.data.keypoints].to_mapping():
@@ -518,6 +536,24 @@ def _build(merged: dict) -> ExperimentConfig:
                 "data.layout to take data.keypoints' layout"
             )
     return cfg
+
+
+def layout_of_data(data: DataConfig) -> tuple[str, KeypointSpec]:
+    """``data.keypoints: auto``: the layout of the training annotation file's keypoint category, as (the preset's name
+    or 'auto', the layout). coco17 for the synthetic dataset, and where the file cannot be read yet (the data loader
+    then says why, in its words)."""
+    from trspose.data.coco import file_layout
+
+    path = Path(data.train_annotations)
+    path = path if path.is_absolute() or not data.root else Path(data.root) / path
+    if data.dataset == "synthetic" or not data.root or not path.is_file():
+        return "coco17", SPECS["coco17"]
+    spec = file_layout(path, data.category)
+    preset = next((name for name, known in SPECS.items() if known == spec), None)
+    if preset is None:
+        log.warning("%s: keypoints %s (data.keypoints=auto) have no OKS sigmas; AP uses %.3f for every keypoint "
+                    "(a spec file with 'sigmas' sets them: docs/DATA.md)", path, ", ".join(spec.names), DEFAULT_SIGMA)  # fmt: skip
+    return preset or AUTO_LAYOUT, spec
 
 
 def pixel_normalization(model: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:

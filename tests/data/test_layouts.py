@@ -198,3 +198,29 @@ def test_the_synthetic_dataset_is_rendered_in_coco17_or_mpii16_only(tmp_path, ca
                                                "coco17, mpii16 (data.keypoints), or train on your own files "
                                                "(data.dataset=coco)")  # fmt: skip
     assert not (tmp_path / "tiny").exists()
+
+
+def test_by_default_the_layout_is_the_training_files_keypoint_category(tmp_path, caplog):
+    root = animal_dataset(tmp_path / "animal", write_spec(tmp_path / "animal.yaml", ANIMAL))
+    with caplog.at_level(logging.WARNING):
+        cfg = load_config(TINY, [f"data.root={root}"])  # data.keypoints: auto, the default
+    layout = cfg.data.layout
+    assert layout.names == ["snout", "left_paw", "right_paw", "left_foot", "right_foot"]
+    assert layout.skeleton == [[1, 3], [2, 4], [0, 1], [0, 2]]  # the file's, 1-based there
+    assert (
+        layout.flip_pairs == [[1, 2], [3, 4]] and layout.sigmas == [DEFAULT_SIGMA] * 5
+    )  # inferred, the default
+    assert cfg.data.keypoints == "auto" and caplog.text.count("have no OKS sigmas") == 1
+    # a file with a preset's names gets the preset, named as such in the run's config
+    sticks = write_stick_figure_dataset(tmp_path / "sticks")
+    assert load_config(TINY, [f"data.root={sticks}"]).data.keypoints == "coco17"
+    assert load_config(TINY).data.keypoints == "coco17"  # nothing to read yet: the loader speaks later
+
+
+@pytest.mark.slow
+def test_a_file_of_another_layout_trains_with_no_keypoint_setting_and_its_checkpoint_carries_it(tmp_path):
+    root = animal_dataset(tmp_path / "animal", write_spec(tmp_path / "animal.yaml", ANIMAL))
+    assert main(["train", str(TINY), f"data.root={root}", f"output_dir={tmp_path}", "train.steps=2"]) == 0
+    layout = load_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.pt")["config"]["data"]["layout"]
+    assert layout["names"][0] == "snout" and len(layout["names"]) == 5
+    assert main(["eval", str(tmp_path / "tiny" / "checkpoints" / "last.pt")]) == 0
