@@ -224,3 +224,24 @@ def test_a_file_of_another_layout_trains_with_no_keypoint_setting_and_its_checkp
     layout = load_checkpoint(tmp_path / "tiny" / "checkpoints" / "last.pt")["config"]["data"]["layout"]
     assert layout["names"][0] == "snout" and len(layout["names"]) == 5
     assert main(["eval", str(tmp_path / "tiny" / "checkpoints" / "last.pt")]) == 0
+
+
+@pytest.mark.parametrize(
+    "spoil, message",
+    [
+        (lambda d: d["annotations"][1].update(keypoints=d["annotations"][1]["keypoints"][:-3]),
+         ": keypoints must be 15 numbers, got a list of 12 values (5 keypoints x 3)"),
+        (lambda d: d["categories"][0].update(skeleton=[[1, 2], [1, 9]]),
+         "the keypoint category's skeleton[1] is [1, 9]; a COCO skeleton pairs keypoint numbers from 1 to 5"),
+    ],
+)  # fmt: skip
+def test_a_file_at_odds_with_its_own_category_is_one_line_and_no_run_folder(spoil, message, tmp_path, capsys):
+    root = animal_dataset(tmp_path / "animal", write_spec(tmp_path / "animal.yaml", ANIMAL))
+    path = root / "annotations" / "person_keypoints_train.json"
+    data = json.loads(path.read_text())
+    spoil(data)
+    path.write_text(json.dumps(data))
+    assert main(["train", str(TINY), f"data.root={root}", f"output_dir={tmp_path / 'runs'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and message in err[0]
+    assert not (tmp_path / "runs" / "tiny").exists()

@@ -82,10 +82,13 @@ def file_layout(ann_file: Path | str, category: str = "") -> KeypointSpec:
     if preset is not None:
         return preset
     skeleton = chosen.get("skeleton") or []
-    try:
-        skeleton = [[int(a) - 1, int(b) - 1] for a, b in skeleton]  # COCO files count from 1
-    except (TypeError, ValueError):
-        skeleton = []
+    count = len(names) if isinstance(names, list) else 0
+    for position, pair in enumerate(skeleton if isinstance(skeleton, list) else [skeleton]):
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= count for v in pair)):  # fmt: skip
+            raise DataError(f"{path}: the keypoint category's skeleton[{position}] is {pair!r}; a COCO skeleton "
+                            f"pairs keypoint numbers from 1 to {count}")  # fmt: skip
+    skeleton = [[a - 1, b - 1] for a, b in skeleton]  # COCO files count from 1
     mapping = {"names": names, "skeleton": skeleton, "sigmas": [DEFAULT_SIGMA] * len(names or [])}
     return spec_from_mapping(mapping, f"{path} (categories)")
 
