@@ -74,6 +74,28 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_folder(folder: Path | str) -> Iterator[Path]:
+    """A hidden sibling folder, ``.<name>.partial-<pid>``, to write a whole folder into; when the block ends without
+    error it replaces ``folder`` (an existing one is removed first). After an error the sibling is removed and
+    ``folder`` is left as it was; an ``OSError`` becomes a :class:`WriteError` naming ``folder``."""
+    folder = Path(folder)
+    temporary = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        temporary.mkdir(parents=True)
+        yield temporary
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(temporary, folder)
+    except OSError as error:  # a full disk (also in a worker process writing into the folder)
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise write_error(folder, os_reason(error)) from None
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
 def remove_temporaries(folder: Path | str) -> list[Path]:
     """Delete the temporaries that writes killed halfway left in ``folder`` (not in its subfolders); returns them.
     Call it only where no other process is writing into ``folder``."""

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ import yaml
 from trspose.data.coco import image_size, load_image
 from trspose.data.keypoints import infer_flip_pairs
 from trspose.errors import DataError
-from trspose.io import os_reason, write_bytes, write_error, write_json, write_text
+from trspose.io import atomic_folder, write_bytes, write_json, write_text
 
 TOOL_FORMATS = ("dlc", "sleap", "labelstudio")
 BOX_PADDING = (
@@ -335,25 +333,13 @@ def convert_tool_labels(
     random.Random(seed).shuffle(order)
     num_val = max(1, round(val_fraction * len(order))) if val_fraction > 0 else 1
     val = set(order[:num_val])
-    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
+    with atomic_folder(out) as temporary:
         counts = {}
         for split in ("train", "val"):
             frames = [f for i, f in enumerate(labels.frames) if (i in val) == (split == "val")]
             counts[split] = _write_split(temporary, split, frames, labels)
         unlabeled = _write_unlabeled(temporary, labels, unlabeled_frames) if unlabeled_frames else 0
         write_text(_spec_text(labels, source), temporary / "keypoints.yaml")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(temporary, out)
-    except OSError as error:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise write_error(out, os_reason(error)) from None
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     pairs = ", ".join(f"{labels.names[a]}/{labels.names[b]}" for a, b in labels.flip_pairs) or "none"
     print(f"wrote {out}: {counts['train'][0]} train and {counts['val'][0]} validation frames "
           f"({counts['train'][1] + counts['val'][1]} subjects), {len(labels.names)} keypoints "

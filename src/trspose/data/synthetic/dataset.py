@@ -28,7 +28,7 @@ from trspose.data.synthetic.generate import (
     task_runner,
 )
 from trspose.errors import DataError
-from trspose.io import os_reason, write_error, write_json
+from trspose.io import atomic_folder, write_json
 from trspose.paths import cache_dir
 
 SIZES: dict[str, SizeSpec] = {
@@ -135,9 +135,7 @@ def _generate_atomically(
 ) -> None:
     """Generate into a hidden sibling folder, write the manifest last, then swap it into place."""
     _remove_abandoned_partials(target)
-    temporary = target.parent / f".{target.name}.partial-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
+    with atomic_folder(target) as temporary:
         start = time.perf_counter()
         spec = SIZES[size]
         splits, timings = {}, {}
@@ -155,16 +153,6 @@ def _generate_atomically(
             "created": now_iso(),
         }
         write_json(manifest, temporary / "manifest.json", indent=2)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(temporary, target)
-    except OSError as error:
-        # a full disk mid-generation (also in a worker process): the partial folder goes, one line says why
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise write_error(target, os_reason(error)) from None
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
 def _remove_abandoned_partials(target: Path) -> None:
