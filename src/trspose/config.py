@@ -549,6 +549,8 @@ def layout_of_data(data: DataConfig) -> tuple[str, KeypointSpec]:
     if data.dataset == "synthetic" or not data.root or not path.is_file():
         return "coco17", SPECS["coco17"]
     spec = file_layout(path, data.category)
+    if spec is None:  # a category that lists no keypoint names: COCO's order, as before 'auto'
+        return "coco17", SPECS["coco17"]
     preset = next((name for name, known in SPECS.items() if known == spec), None)
     if preset is None:
         log.warning("%s: keypoints %s (data.keypoints=auto) have no OKS sigmas; AP uses %.3f for every keypoint "

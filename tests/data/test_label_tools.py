@@ -273,3 +273,70 @@ def test_an_output_folder_that_is_not_empty_is_never_touched(tmp_path, capsys):
     assert main(["convert", str(dlc_project(tmp_path / "project")), "--out", str(out)]) == 2
     assert f"error: {out} exists and is not empty: choose a new output folder" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_a_missing_deeplabcut_image_is_named_rather_than_shifting_the_rows_after_it(tmp_path, capsys):
+    source = dlc_project(tmp_path / "project")
+    (source.parent / "img002.png").unlink()
+    assert main(["convert", str(source), "--out", str(tmp_path / "dataset")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: ")
+        and "the labelled image labeled-data/walk/img002.png is not in the project" in err
+    )
+    assert not (tmp_path / "dataset").exists()
+
+
+def test_a_multi_animal_project_gives_one_subject_per_animal_and_leaves_unique_parts_out(tmp_path, capsys):
+    folder = tmp_path / "project" / "labeled-data" / "walk"
+    folder.mkdir(parents=True)
+    columns = pd.MultiIndex.from_tuples(
+        [(a, p, c) for a in ("a1", "a2") for p in PARTS for c in "xy"]
+        + [("single", "led", "x"), ("single", "led", "y")]
+    )
+    rows = []
+    for i in range(3):
+        cv2.imwrite(str(folder / f"img{i:03d}.png"), draw(i))
+        rows.append([*animal(i).reshape(-1), *(animal(i) + [0, 30]).reshape(-1), 5.0, 5.0])
+    index = pd.MultiIndex.from_tuples([("labeled-data", "walk", f"img{i:03d}.png") for i in range(3)])
+    table = pd.DataFrame(rows, index=index, columns=columns)
+    table.columns = pd.MultiIndex.from_tuples([("anna", *c) for c in columns],
+                                              names=["scorer", "individuals", "bodyparts", "coords"])  # fmt: skip
+    table.to_csv(folder / "CollectedData_anna.csv")
+    out = tmp_path / "dataset"
+    assert main(["convert", str(folder / "CollectedData_anna.csv"), "--out", str(out)]) == 0
+    assert (
+        "(6 subjects), 5 keypoints (snout, left_ear" in capsys.readouterr().out
+    )  # 2 animals x 3 frames, no led
+    coco = json.loads((out / "annotations" / "person_keypoints_train.json").read_text())
+    assert coco["categories"][0]["keypoints"] == PARTS and all(
+        a["num_keypoints"] >= 4 for a in coco["annotations"]
+    )
+
+
+def test_a_label_studio_export_with_tasks_nobody_annotated_converts_the_annotated_ones(tmp_path, capsys):
+    export, images = label_studio_export(tmp_path / "ls")
+    tasks = json.loads(export.read_text())
+    tasks.append({"id": 99, "data": {"img": "/data/upload/1/0a1b2c3d-never.png"}, "annotations": []})
+    export.write_text(json.dumps(tasks))
+    assert main(["convert", str(export), "--images", str(images), "--out", str(tmp_path / "dataset")]) == 0
+    assert "5 train and 1 validation frames (6 subjects)" in capsys.readouterr().out
+
+
+def test_two_frames_give_one_to_train_and_one_to_validate_whatever_the_fraction(tmp_path, capsys):
+    source = dlc_project(tmp_path / "project", frames=2)
+    assert main(["convert", str(source), "--out", str(tmp_path / "dataset"), "--val-fraction", "0.75"]) == 0
+    assert "1 train and 1 validation frames" in capsys.readouterr().out
+
+
+def test_unlabelled_frames_of_a_sleap_package_come_from_its_source_video(tmp_path, capsys):
+    video = sio.Video.from_filename(str(write_video(tmp_path / "walk.mp4", 10)))
+    skeleton = sio.Skeleton(list(PARTS))
+    labelled = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.Instance.from_numpy(animal(i), skeleton=skeleton)])
+                for i in (0, 3, 6)]  # fmt: skip
+    package = tmp_path / "walk.pkg.slp"
+    sio.Labels(labelled).save(str(package), embed="user")
+    out = tmp_path / "dataset"
+    assert main(["convert", str(package), "--out", str(out), "--unlabeled-frames", "7"]) == 0
+    names = sorted(p.name for p in (out / "images" / "unlabeled").iterdir())
+    assert names == [f"walk_{i:06d}.png" for i in (1, 2, 4, 5, 7, 8, 9)]

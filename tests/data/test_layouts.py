@@ -178,7 +178,11 @@ def test_the_mpii16_synthetic_people_train_evaluate_with_pckh_predict_on_a_video
     assert main(["eval", str(checkpoint)]) == 0
     header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| AP")][-1]
     assert header.rstrip(" |").endswith("PCKh")
-    frames = sorted((tiny_mpii_dataset / "images" / "val").glob("*.jpg"))[:4]
+    val_images = tiny_mpii_dataset / "images" / "val"
+    assert main(["predict", str(checkpoint), str(val_images), "--out", str(tmp_path / "images")]) == 0
+    predicted = json.loads((tmp_path / "images" / "predictions.json").read_text())
+    assert predicted and all(len(p["keypoints"]) == 3 * len(names) for p in predicted)
+    frames = sorted(val_images.glob("*.jpg"))[:4]
     video = tmp_path / "walk.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (384, 288))
     for frame in frames:
@@ -245,3 +249,13 @@ def test_a_file_at_odds_with_its_own_category_is_one_line_and_no_run_folder(spoi
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {path}: ") and message in err[0]
     assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_a_category_that_lists_no_keypoint_names_is_read_as_coco17(tmp_path):
+    sticks = write_stick_figure_dataset(tmp_path / "sticks")
+    for split in ("train", "val"):
+        path = sticks / "annotations" / f"person_keypoints_{split}.json"
+        data = json.loads(path.read_text())
+        data["categories"] = [{"id": 1, "name": "person"}]
+        path.write_text(json.dumps(data))
+    assert load_config(TINY, [f"data.root={sticks}"]).data.keypoints == "coco17"

@@ -148,7 +148,7 @@ def preview_dataset(
             f"{root}: not a dataset in COCO layout (no annotations/person_keypoints_{split}.json); "
             f"pass a folder holding annotations/person_keypoints_{split}.json and images/{split}/"
         )
-    spec = file_layout(ann_path)
+    spec = file_layout(ann_path) or COCO17
     data = read_keypoint_file(ann_path, spec)
     by_image: dict[int, list[dict]] = {}
     for annotation in data["annotations"]:

@@ -8,6 +8,7 @@ Instances keep the order of the annotation file, because the literature's labell
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,17 +68,27 @@ def read_keypoint_file(ann_file: Path | str, spec: KeypointSpec, category: str =
     return check_keypoint_file(data, path, spec.num_keypoints, spec.names, category)
 
 
-def file_layout(ann_file: Path | str, category: str = "") -> KeypointSpec:
+def file_layout(ann_file: Path | str, category: str = "") -> KeypointSpec | None:
     """The keypoint layout a COCO file's category lists (its ``keypoints`` names and ``skeleton``): the preset with
-    those names where there is one, else those names with left/right pairs inferred and the default OKS sigma (for
-    drawing and statistics; training takes its layout from ``data.keypoints``)."""
+    those names where there is one, else those names with left/right pairs inferred and the default OKS sigma; None
+    where the category lists no names (``data.keypoints: auto``, drawings and statistics then take COCO-17)."""
     path = Path(ann_file)
+    stat = path.stat()
+    return _file_layout(str(path), stat.st_mtime_ns, stat.st_size, category)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_layout(file: str, mtime_ns: int, size: int, category: str) -> KeypointSpec | None:
+    """file_layout's work, once per version of a file (COCO's train2017 file is 240 MB of JSON)."""
+    path = Path(file)
     data = read_json(path, "annotation file")
     require_object(data, ("categories",), path, "the top level")
     chosen = keypoint_category(
         data["categories"] if isinstance(data["categories"], list) else [], path, category
     )
     names = chosen.get("keypoints")
+    if not (isinstance(names, list) and names):
+        return None
     preset = next((spec for spec in SPECS.values() if list(spec.names) == names), None)
     if preset is not None:
         return preset

@@ -38,7 +38,7 @@ import yaml
 from trspose.data.coco import image_size, load_image
 from trspose.data.keypoints import infer_flip_pairs
 from trspose.errors import DataError
-from trspose.io import atomic_folder, write_bytes, write_json, write_text
+from trspose.io import atomic_folder, os_reason, write_bytes, write_json, write_text
 
 TOOL_FORMATS = ("dlc", "sleap", "labelstudio")
 BOX_PADDING = (
@@ -142,13 +142,16 @@ def _dlc_csv(path: Path) -> Path:
 
 
 def _dlc_bodyparts(path: Path) -> list[str]:
-    """The body parts of a DeepLabCut CSV in its column order, checked: each has an x and a y column."""
+    """The body parts of a DeepLabCut CSV in its column order, checked: each has an x and a y column, and every
+    labelled image it lists is in the project (sleap-io drops a missing one and shifts the rows after it onto the
+    wrong images). A multi-animal project's unique body parts (individual ``single``) are left out: they belong to
+    no animal."""
     try:
         with open(path, newline="") as handle:
-            header = [row for _, row in zip(range(4), csv.reader(handle))]
+            table = list(csv.reader(handle))
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot read it ({getattr(error, 'strerror', None) or error})") from None
-    rows = {row[0]: row for row in header if row}
+    rows = {row[0]: row for row in table[:4] if row}
     if "bodyparts" not in rows or "coords" not in rows:
         raise DataError(f"{path}: not a DeepLabCut CSV (no 'bodyparts' and 'coords' header rows); give the "
                         "labelled-data file CollectedData_<scorer>.csv")  # fmt: skip
@@ -164,9 +167,17 @@ def _dlc_bodyparts(path: Path) -> list[str]:
             who = f" of {individual}" if individual else ""
             raise DataError(f"{path}: body part '{part}'{who} has no {' or '.join(missing)} column; a DeepLabCut CSV "
                             "has an x and a y column for every body part")  # fmt: skip
-    if not seen:
+    names = list(dict.fromkeys(part for individual, part in seen if individual != "single"))
+    if not names:
         raise DataError(f"{path}: lists no body parts")
-    return list(dict.fromkeys(part for _, part in seen))
+    index_columns = next((i for i, coord in enumerate(coords) if coord in ("x", "y", "likelihood")), 1)
+    project = path.resolve().parents[2] if len(path.resolve().parents) > 2 else path.parent
+    for row in table[len(rows) :]:
+        image = Path(*[cell for cell in row[:index_columns] if cell]) if row else None
+        if image is not None and not (project / image).is_file() and not (path.parent / image.name).is_file():
+            raise DataError(f"{path}: the labelled image {image} is not in the project ({project / image}); "
+                            "put it back, or remove its row in DeepLabCut")  # fmt: skip
+    return names
 
 
 def _from_sleap_io(labels, path: Path, order: list[str] | None, images: Path | None) -> ToolLabels:
@@ -261,8 +272,12 @@ def _label_studio(path: Path, images: Path | None) -> ToolLabels:
             f"{path}: not a Label Studio JSON export (a list of tasks with 'data' and 'annotations')"
         )
     names: list[str] = []
+    annotated = []
     for position, task in enumerate(tasks):
         results = _task_results(task, path, position)
+        if not results:  # Label Studio exports every task, annotated or not
+            continue
+        annotated.append(task)
         for result in results:
             if isinstance(result, dict) and result.get("type") == "keypointlabels":
                 for name in result.get("value", {}).get("keypointlabels", []):
@@ -279,7 +294,7 @@ def _label_studio(path: Path, images: Path | None) -> ToolLabels:
     sio = _sleap_io()
     from sleap_io.io.labelstudio import parse_tasks
 
-    labels = _load(lambda _: parse_tasks(tasks, sio.Skeleton(list(names))), path, "a Label Studio export")
+    labels = _load(lambda _: parse_tasks(annotated, sio.Skeleton(list(names))), path, "a Label Studio export")
     return _from_sleap_io(labels, path, None, images)
 
 
@@ -331,7 +346,7 @@ def convert_tool_labels(
                         "validate on)")  # fmt: skip
     order = list(range(len(labels.frames)))
     random.Random(seed).shuffle(order)
-    num_val = max(1, round(val_fraction * len(order))) if val_fraction > 0 else 1
+    num_val = min(len(order) - 1, max(1, round(val_fraction * len(order))))  # at least one of each
     val = set(order[:num_val])
     with atomic_folder(out) as temporary:
         counts = {}
@@ -358,7 +373,11 @@ def _write_split(root: Path, split: str, frames: list[Frame], labels: ToolLabels
         target = root / "images" / split / frame.name
         if frame.file is not None:
             decoded = load_image(frame.file)  # checked: a one-line error for a broken file
-            write_bytes(frame.file.read_bytes(), target)
+            try:
+                data = frame.file.read_bytes()
+            except OSError as error:
+                raise DataError(f"{frame.file}: cannot read it ({os_reason(error)})") from None
+            write_bytes(data, target)
         else:
             decoded = _bgr(frame.pixels)
             ok, encoded = cv2.imencode(".png", decoded)
@@ -389,9 +408,10 @@ def _bgr(pixels: np.ndarray | None) -> np.ndarray:
 
 
 def _write_unlabeled(root: Path, labels: ToolLabels, count: int) -> int:
-    """``count`` frames spread evenly over the labels' video files, none of them a labelled one, as PNG. A folder of
-    extracted frames (DeepLabCut's labeled-data) stands for its source video where the labels know it (DeepLabCut's
-    config.yaml video_sets), its frames named by their index in it (``img0123.png``)."""
+    """Up to ``count`` frames spread evenly over the labels' video files, none of them a labelled one, as PNG (a
+    frame the video's reader cannot decode is skipped). A folder of extracted frames (DeepLabCut's labeled-data)
+    stands for its source video where the labels know it (DeepLabCut's config.yaml video_sets), its frames named by
+    their index in it (``img0123.png``); frames embedded in a SLEAP package stand for theirs."""
     labelled = {frame.source for frame in labels.frames}
     candidates = []
     for video in labels.videos:
@@ -399,8 +419,10 @@ def _write_unlabeled(root: Path, labels: ToolLabels, count: int) -> int:
         if isinstance(video.filename, list):  # extracted frames: their source video, if any
             taken = {_frame_number(video.filename[index]) for index in taken}
             video = getattr(video, "source_video", None)
-            if video is None or isinstance(video.filename, list):
-                continue
+        elif str(video.filename).lower().endswith(".slp"):  # embedded frames: their indices are the source's
+            video = getattr(video, "source_video", None)
+        if video is None or isinstance(video.filename, list) or str(video.filename).lower().endswith(".slp"):
+            continue
         try:
             if video.exists() and video.backend is None:
                 video.open()
@@ -415,10 +437,14 @@ def _write_unlabeled(root: Path, labels: ToolLabels, count: int) -> int:
     chosen = [candidates[i * len(candidates) // count] for i in range(min(count, len(candidates)))]
     used: set[str] = set()
     for video, index in chosen:
-        ok, encoded = cv2.imencode(".png", _bgr(np.asarray(video[index])))
+        try:
+            pixels = np.asarray(video[index])
+        except Exception:  # the reader overstated the video's length, or a damaged frame
+            continue
+        ok, encoded = cv2.imencode(".png", _bgr(pixels))
         name = _unique(f"{Path(video.filename).stem}_{index:06d}.png", used)
         write_bytes(encoded.tobytes(), root / "images" / "unlabeled" / name)
-    return len(chosen)
+    return len(used)
 
 
 def _frame_number(file: str) -> int:

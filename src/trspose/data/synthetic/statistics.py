@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from trspose.data.coco import file_layout, read_keypoint_file
-from trspose.data.keypoints import KeypointSpec
+from trspose.data.keypoints import COCO17, KeypointSpec
 
 BOX_HEIGHT_BINS = (0, 32, 64, 96, 128, 192, 256, 10_000)  # pixels
 
@@ -20,7 +20,7 @@ def dataset_statistics(root: str | Path, splits: tuple[str, ...] = ("train", "va
     for split in splits:
         path = Path(root) / "annotations" / f"person_keypoints_{split}.json"
         if path.exists():
-            spec = file_layout(path)
+            spec = file_layout(path) or COCO17
             out[split] = _split_statistics(read_keypoint_file(path, spec), spec)
     return out
 
