@@ -77,7 +77,7 @@ class ToolLabels:
 
 
 def detect_tool_format(path: Path) -> str | None:
-    """'dlc', 'sleap' or 'labelstudio' from the file's name and content; None for anything else."""
+    """'dlc' or 'sleap' from the file's suffix; None for anything else (a JSON file: see is_label_studio)."""
     suffix = path.suffix.lower()
     if suffix == ".slp":
         return "sleap"
