@@ -178,13 +178,18 @@ def write_video(path: Path, frames: int) -> Path:
     return path
 
 
-def test_unlabelled_frames_come_from_a_sleap_video_and_skip_its_labelled_frames(tmp_path, capsys):
-    video = sio.Video.from_filename(str(write_video(tmp_path / "walk.mp4", 10)))
+def video_labels(path: Path, embed: bool) -> Path:
+    """SLEAP labels of frames 0, 3 and 6 of a 10-frame walk.mp4 beside ``path``, the frames embedded or linked."""
+    video = sio.Video.from_filename(str(write_video(path.parent / "walk.mp4", 10)))
     skeleton = sio.Skeleton(list(PARTS))
     labelled = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.Instance.from_numpy(animal(i), skeleton=skeleton)])
                 for i in (0, 3, 6)]  # fmt: skip
-    source = tmp_path / "walk.slp"
-    sio.Labels(labelled).save(str(source), embed=False)
+    sio.Labels(labelled).save(str(path), embed="user" if embed else False)
+    return path
+
+
+def test_unlabelled_frames_come_from_a_sleap_video_and_skip_its_labelled_frames(tmp_path, capsys):
+    source = video_labels(tmp_path / "walk.slp", embed=False)
     out = tmp_path / "dataset"
     assert main(["convert", str(source), "--out", str(out), "--unlabeled-frames", "4"]) == 0
     assert "4 unlabelled frames in images/unlabeled" in capsys.readouterr().out
@@ -330,12 +335,7 @@ def test_two_frames_give_one_to_train_and_one_to_validate_whatever_the_fraction(
 
 
 def test_unlabelled_frames_of_a_sleap_package_come_from_its_source_video(tmp_path, capsys):
-    video = sio.Video.from_filename(str(write_video(tmp_path / "walk.mp4", 10)))
-    skeleton = sio.Skeleton(list(PARTS))
-    labelled = [sio.LabeledFrame(video=video, frame_idx=i, instances=[sio.Instance.from_numpy(animal(i), skeleton=skeleton)])
-                for i in (0, 3, 6)]  # fmt: skip
-    package = tmp_path / "walk.pkg.slp"
-    sio.Labels(labelled).save(str(package), embed="user")
+    package = video_labels(tmp_path / "walk.pkg.slp", embed=True)
     out = tmp_path / "dataset"
     assert main(["convert", str(package), "--out", str(out), "--unlabeled-frames", "7"]) == 0
     names = sorted(p.name for p in (out / "images" / "unlabeled").iterdir())
