@@ -211,7 +211,7 @@ def probe_table(rows: list[dict], seeds: list[int]) -> str:
         if not probe.supervised:
             supervised_change = "today's runs"
         if probe.fraction != TODAY.fraction:  # another labelled budget: its own supervised rows, no pairing
-            teacher_change = supervised_change = f"{probe.fraction:.0%} labels"
+            teacher_change = supervised_change = f"{100 * probe.fraction:g} % labels"
         timed = [r for r in rows if r["probe"] == probe.name and r["role"] == "mean_teacher"]
         wall = [r["wall_s"] / 60 for r in timed]
         paused = "*" if any(r.get("note") for r in timed) else ""

@@ -416,3 +416,26 @@ def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_
     assert summary[3] == "| sup | 1 | 5.0 | 5.0 | 10.0 | 6.0 | 10.0 |"
     commands = runs.commands_table(records, ["method"]).splitlines()
     assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"
+
+
+def test_a_probe_of_another_labelled_budget_pairs_with_its_own_supervised_rows_and_todays_all_labels():
+    import ssl_recipe_probes as probes
+
+    budget = next(p for p in probes.PROBES if p.name == "labels_2pct")
+    assert budget.subset() == ["data.labeled_fraction=0.02", "data.split_mode=random"]
+    assert probes.TODAY.subset() == ["data.labeled_fraction=0.01", "data.split_mode=random"]
+
+    def rows(probe, role, aps):
+        return [{"probe": probe, "role": role, "seed": s, "ap": ap, "wall_s": 600.0} for s, ap in aps.items()]
+
+    records = [
+        *rows("today", "mean_teacher", {0: 14.0, 1: 13.0}), *rows("today", "supervised", {0: 11.0, 1: 11.0}),
+        *rows("today", "all_labels", {0: 38.0, 1: 36.0}),
+        *rows("labels_2pct", "mean_teacher", {0: 24.0}), *rows("labels_2pct", "supervised", {0: 19.0}),
+    ]  # fmt: skip
+    lines = probes.probe_table(records, [0, 1]).splitlines()
+    # +5 over its own supervised run, of the 37 - 19 = 18 AP gap to today's all-labels runs (marked *); no pairing
+    # with today's rows, which trained on another labelled subset
+    cells = ["24.0, -", "19.0, -", "+5.0 (1)", "28 %*", "2 % labels", "2 % labels"]
+    assert lines[3].split(" | ")[2:8] == cells
+    assert lines[2].split(" | ")[4:6] == ["+2.5 ± 0.7 (2)", "10 %"]
