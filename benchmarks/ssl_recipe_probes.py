@@ -8,10 +8,10 @@ subsets), to find what makes the unlabelled data count before the semi-supervise
     python benchmarks/ssl_recipe_probes.py --upper                  # also all labels at each probe's schedule
     python benchmarks/ssl_recipe_probes.py --table-only             # no training: the probe table and its curves
 
-A probe is a list of overrides on top of the semi-supervised table's rows (benchmarks/ssl_synthetic.py): the mean
-teacher row takes all of them; the supervised row (and the all-labels row) only those that change supervised
-training (the step count and learning-rate schedule), so a probe of the unlabelled views reuses today's supervised
-runs. A row recorded already, here or in the table's files (ssl_synthetic.json, supervised_synthetic.json), with
+A probe is a list of overrides on top of the rows of the semi-supervised table's 2,000-step protocol
+(benchmarks/ssl_synthetic.py, whatever its config trains today): the mean teacher row takes all of them; the
+supervised row (and the all-labels row) only those that change supervised training (the step count and
+learning-rate schedule), so a probe of the unlabelled views reuses today's supervised runs. A row recorded already, here or in the table's files (ssl_synthetic.json, supervised_synthetic.json), with
 exactly the row's config is not trained again; an interrupted row resumes. New records go to
 benchmarks/results/ssl_recipe_probes.json; the curves (validation AP against step, one panel per probe, mean over
 seeds in a band from min to max) to benchmarks/results/ssl_recipe_probes_curves.png. A probe measured with one or
@@ -25,7 +25,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from runs import REPO, ResultsFile, markdown_table, plot_curves
-from ssl_synthetic import CONFIG, NO_MFL, SUPERVISED_CONFIG
+from ssl_synthetic import CONFIG, NO_MFL, PROTOCOL_2000, SUPERVISED_CONFIG
 
 FRACTION = 0.01  # the lowest budget of the table, where the semi-supervised gain has the most room
 
@@ -44,6 +44,12 @@ class Probe:
 
     def subset(self) -> list[str]:
         return [f"data.labeled_fraction={self.fraction}", "data.split_mode=random"]
+
+    def recipe(self) -> list[str]:
+        """The mean-teacher row's recipe: the 2,000-step table's (whatever CONFIG trains today) with this change."""
+        changed = {o.split("=", 1)[0] for o in self.overrides}
+        kept = [o for o in PROTOCOL_2000.extra if o.split("=", 1)[0] not in changed]
+        return [*kept, *self.overrides]
 
 
 TODAY = Probe(
@@ -134,7 +140,7 @@ def main() -> None:
         for seed in args.seeds:
             seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
             jobs = [
-                ("mean_teacher", CONFIG, [*probe.subset(), *MEAN_TEACHER, *probe.overrides, *seeds]),
+                ("mean_teacher", CONFIG, [*probe.subset(), *MEAN_TEACHER, *probe.recipe(), *seeds]),
                 ("supervised", SUPERVISED_CONFIG, [*probe.subset(), *probe.supervised, *seeds]),
             ]
             if args.upper or args.table_only:

@@ -2,15 +2,18 @@
 
     python benchmarks/ssl_synthetic.py                 # full table (hours on 2 CPU cores; see BENCHMARKS.md)
     python benchmarks/ssl_synthetic.py --quick         # minutes: tiny dataset, few steps, one budget
-    python benchmarks/ssl_synthetic.py --table-only    # no training: the table and curves from the records
+    python benchmarks/ssl_synthetic.py --table-only    # no training: every protocol's tables and curves
+    python benchmarks/ssl_synthetic.py --protocol NAME # train (or with --table-only show) one protocol's table
     python benchmarks/ssl_synthetic.py --extra train.steps=2000   # the same table at another budget (own rows)
 
 Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides below, so all rows share the
 data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
-unlabelled batch sizes. Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
+unlabelled batch sizes. A protocol (PROTOCOLS) is the recipe and budget of a whole table: the first is what the
+config trains; an earlier one is kept printable by the overrides that restore its recipe, which its commands show.
+Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
 against step, from each run's metrics.jsonl; each row's mean over its seeds in a band from their min to max), one
 picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png
-(redrawn only when the default --fractions, --seeds and --third-seed show the whole table).
+(redrawn only when the protocol's --fractions and the default --seeds and --third-seed show the whole table).
 The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
 of --fractions and get a third seed at the lowest of them; the ablations run at that lowest budget only. A
@@ -26,6 +29,8 @@ runs again.
 from __future__ import annotations
 
 import argparse
+import shlex
+from dataclasses import dataclass
 
 from runs import (
     REPO,
@@ -68,15 +73,41 @@ UPPER_BOUND = ("supervised", "all labels", ["method.name=supervised", NO_MFL])
 # The rows whose comparison is the table's point: the only ones at the higher budgets, and with a third seed at
 # the lowest. The ablations run at the lowest budget, where the semi-supervised gain is largest.
 MAIN_ROWS = {("supervised", "-"), ("mean_teacher", "-"), ("dual", "-"), ("trs", "full")}
-# The whole table: its labelled budgets, the seeds of every row, and the main rows' third seed at the lowest budget.
-DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_THIRD_SEED = [0.01, 0.05], [0, 1], 2
+# The whole table: the seeds of every row, and the main rows' third seed at the lowest budget.
+DEFAULT_SEEDS, DEFAULT_THIRD_SEED = [0, 1], 2
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A recipe and budget the whole table is trained at. The first of PROTOCOLS is what CONFIG trains; an earlier
+    one stays printable through ``extra``, the overrides that restore its recipe on top of today's CONFIG (records
+    are found by the config their runs trained with, so its rows keep counting)."""
+
+    name: str
+    """How the table heads it."""
+    extra: tuple[str, ...]
+    """Overrides on top of CONFIG for every row: none for the shipped config's protocol."""
+    fractions: tuple[float, ...]
+    """Its labelled budgets; the ablations and the third seed at the lowest."""
+    tag: str = ""
+    """Added to run and picture names, which otherwise differ by the step count only."""
+
+
+PROTOCOLS = [
+    Protocol("2,000 steps", (), (0.01, 0.05)),
+]
+PROTOCOL_2000 = next(p for p in PROTOCOLS if p.name == "2,000 steps")  # the recipe probes' "today"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--fractions", type=float, nargs="+", default=DEFAULT_FRACTIONS)
+    parser.add_argument(
+        "--protocol", choices=[p.name for p in PROTOCOLS], default=None,
+        help=f"the table to train or show (default: train '{PROTOCOLS[0].name}', show every protocol's)",
+    )  # fmt: skip
+    parser.add_argument("--fractions", type=float, nargs="+", help="default: the protocol's")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=DEFAULT_SEEDS,
         help="seeds of every row; the main rows at the lowest budget also get --third-seed",
@@ -89,7 +120,7 @@ def main() -> None:
     parser.add_argument(
         "--table-only",
         action="store_true",
-        help="train nothing: print the table and redraw the curves from the records",
+        help="train nothing: print the tables and redraw the curves from the records",
     )
     parser.add_argument(
         "--extra",
@@ -98,6 +129,17 @@ def main() -> None:
         help="more dotted overrides for every run, e.g. train.steps=2000 (own rows)",
     )
     args = parser.parse_args()
+    chosen = [p for p in PROTOCOLS if p.name == args.protocol] if args.protocol else PROTOCOLS
+    if not args.table_only:
+        chosen = chosen[:1]  # trains one protocol: --protocol's, else the shipped config's
+    for protocol in chosen:
+        if len(chosen) > 1:
+            print(f"\n## Protocol: {protocol.name}\n")
+        protocol_table(protocol, args)
+
+
+def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
+    """Train what the protocol's table lacks (unless --table-only), print its tables, redraw its curves."""
     name = "ssl_synthetic_quick" if args.quick else "ssl_synthetic"
     out = REPO / "benchmarks" / "results" / f"{name}.json"
     quick = [
@@ -105,7 +147,8 @@ def main() -> None:
         "train.checkpoint_every=40", "method.burn_in_steps=10", "method.rampup_steps=10", "train.batch_size=8",
         "train.unlabeled_batch_size=8", "data.holdout_fraction=0.3",
     ] if args.quick else []  # fmt: skip
-    fractions = [0.3] if args.quick else args.fractions
+    extra = [*protocol.extra, *args.extra]
+    fractions = [0.3] if args.quick else (args.fractions or list(protocol.fractions))
     results = ResultsFile(out)
     gap_table = ResultsFile(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
     # the table's rows recorded with exactly the row's config; --only limits what is trained, not what is shown
@@ -118,43 +161,55 @@ def main() -> None:
                 # The gap table's runs are these rows: the same base config, budget, seeds and labelled subsets.
                 # Only the validation cadence and method keys that supervised training never reads differ
                 # (SUPERVISED_ROW_DIFFERS); reuse them rather than train the same recipe again.
-                if (record := gap_table_record(gap_table, fraction, seed, args.extra)) is not None:
+                if (record := gap_table_record(gap_table, fraction, seed, extra)) is not None:
                     current.append({**record, "ablation": ablation})  # the same row: seeds group together
                     continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
-            overrides = [*quick, *subset, *row_overrides, *seeds, *args.extra]
+            overrides = [*quick, *subset, *row_overrides, *seeds, *extra]
             prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
             record = results.row(
                 config=CONFIG,
                 overrides=overrides,
-                name=lambda steps: prefix + ("_quick" if args.quick else f"_{steps}steps" + name_part(args.extra)),  # noqa: B023
+                name=lambda steps: prefix + ("_quick" if args.quick else f"_{steps}steps{protocol.tag}" + name_part(args.extra)),  # noqa: B023
                 labels={"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed,
                         "extra": args.extra},
                 table_only=args.table_only,
             ) if selected else results.find(CONFIG, overrides)  # fmt: skip
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
-    print(summary_table(current, ROW_KEYS))
-    print("\n" + paired_table(current))
-    print("\n" + pseudo_label_table(current))
-    print("\n" + commands_table(current, ROW_KEYS))
+    shown = [reproducing(r, protocol.extra) for r in current]
+    print(summary_table(shown, ROW_KEYS))
+    print("\n" + paired_table(shown))
+    print("\n" + pseudo_label_table(shown))
+    print("\n" + commands_table(shown, ROW_KEYS))
     if not any(r["method"] != "supervised" for r in current):
         return  # no semi-supervised row recorded with this config: leave any older picture alone
-    if not args.quick and not whole_table(args.fractions, args.seeds, args.third_seed):
+    if not args.quick and not whole_table(protocol, fractions, args.seeds, args.third_seed):
         print("\ncurves not redrawn: --fractions / --seeds / --third-seed show part of the table; "
               "--table-only without them redraws the pictures")  # fmt: skip
         return
-    steps = resolved_config(CONFIG, [*quick, *args.extra])["train"]["steps"]
+    steps = resolved_config(CONFIG, [*quick, *extra])["train"]["steps"]
     for fraction, panel in curve_panels(current).items():  # one picture per labelled budget
-        plot_curves({panel[0]: panel[1]}, out.with_name(f"{name}_{steps}_steps{name_part(args.extra)}_{fraction:g}_curves.png"),
-                    seed_bands=True)  # fmt: skip
+        picture = f"{name}_{steps}_steps{protocol.tag}{name_part(args.extra)}_{fraction:g}_curves.png"
+        plot_curves({panel[0]: panel[1]}, out.with_name(picture), seed_bands=True)
 
 
-def whole_table(fractions: list[float], seeds: list[int], third_seed: int) -> bool:
-    """Whether these options select the whole table (the default budgets and seeds), so that its pictures may be
-    redrawn: a part of it (one seed, one budget) would overwrite them with a subset under the same file name."""
-    whole = (DEFAULT_FRACTIONS, DEFAULT_SEEDS, DEFAULT_THIRD_SEED)
+def reproducing(record: dict, extra: tuple[str, ...]) -> dict:
+    """``record`` with a command that trains its row today: an earlier protocol's runs were trained by CONFIG
+    before it changed, so their command gains the protocol's overrides (those it does not carry already)."""
+    words = shlex.split(record["command"])
+    missing = [o for o in extra if o not in words]
+    if not missing:
+        return record
+    end = len(words) - 1 if words[-1].startswith("--") else len(words)  # before --overwrite
+    return {**record, "command": shlex.join([*words[:end], *missing, *words[end:]])}
+
+
+def whole_table(protocol: Protocol, fractions: list[float], seeds: list[int], third_seed: int) -> bool:
+    """Whether these options select the protocol's whole table (its budgets, the default seeds), so that its pictures
+    may be redrawn: a part of it (one seed, one budget) would overwrite them with a subset under the same file name."""
+    whole = (sorted(protocol.fractions), DEFAULT_SEEDS, DEFAULT_THIRD_SEED)
     return (sorted(fractions), sorted(seeds), third_seed) == whole
 
 
@@ -176,13 +231,33 @@ def table_jobs(
 
 
 def gap_table_record(gap_table: ResultsFile, fraction: float, seed: int, extra: list[str]) -> dict | None:
-    """The run of benchmarks/supervised_synthetic.py with this labelled fraction, seed and --extra overrides:
-    this table's base config, budget and labelled subset (split seed = seed), if it is recorded."""
+    """The run of benchmarks/supervised_synthetic.py that is this table's supervised row at this labelled fraction
+    and seed (split seed = seed) with ``extra`` overrides: the latest recorded with its learning curve whose config
+    differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule is not the supervised config's
+    finds none, and trains its own supervised rows."""
     subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
-    record = gap_table.find(
-        SUPERVISED_CONFIG, [*subset, f"train.seed={seed}", f"data.split_seed={seed}", *extra]
-    )
-    return record if record is not None and record.get("curve") else None
+    row = UPPER_BOUND if fraction == 1.0 else ROWS[0]
+    seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+    wanted = without_keys(resolved_config(CONFIG, [*subset, *row[2], *seeds, *extra]), SUPERVISED_ROW_DIFFERS)
+    for record, config in reversed(gap_table.known):
+        if (
+            config is not None
+            and record.get("curve")
+            and without_keys(config, SUPERVISED_ROW_DIFFERS) == wanted
+        ):
+            return record
+    return None
+
+
+def without_keys(config: dict, dotted: set[str]) -> dict:
+    """A copy of a nested config dict without the ``dotted`` keys ("section.key", "section.sub.key")."""
+    kept = {}
+    for key, value in config.items():
+        if key in dotted:
+            continue
+        inner = {d.split(".", 1)[1] for d in dotted if d.startswith(key + ".")}
+        kept[key] = without_keys(value, inner) if isinstance(value, dict) else value
+    return kept
 
 
 # Each seed draws its own labelled subset (split seed = seed), which moves AP more than most methods differ: a row

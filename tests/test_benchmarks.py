@@ -200,7 +200,8 @@ def test_the_ssl_tables_supervised_rows_are_the_gap_tables_runs(fraction):
     seeds = ["train.seed=1", "data.split_seed=1"]
     row = ssl_synthetic.UPPER_BOUND if fraction == 1.0 else ssl_synthetic.ROWS[0]
     assert row[0] == "supervised"
-    ssl_row = runs.resolved_config(ssl_synthetic.CONFIG, [*subset, *row[2], *seeds])
+    earlier = list(ssl_synthetic.PROTOCOL_2000.extra)  # the gap table's budget, whatever CONFIG trains today
+    ssl_row = runs.resolved_config(ssl_synthetic.CONFIG, [*subset, *row[2], *seeds, *earlier])
     gap_run = runs.resolved_config(ssl_synthetic.SUPERVISED_CONFIG, [*subset, *seeds])
     # Nothing that supervised training reads differs: same model (no MFL heads), data, subset, schedule, seeds.
     assert set(changed_keys(gap_run, ssl_row)) == ssl_synthetic.SUPERVISED_ROW_DIFFERS
@@ -314,17 +315,51 @@ def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     assert ssl_synthetic.gap_table_record(table, 0.05, 1, []) is None
     # a record without a learning curve cannot stand in for a row (the table draws its curve)
     assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=1000"]) is None
+    # keys that supervised training does not read leave the row standing; a schedule the gap runs lack does not
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["method.burn_in_steps=100"])["tag"] == "s1"
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.milestones=[0.85,0.95]"]) is None
+
+
+def test_an_earlier_protocols_commands_gain_the_overrides_that_restore_its_recipe():
+    import ssl_synthetic
+
+    record = {
+        "command": "trspose train configs/trs.yaml name=x 'model.mfl_levels=[]' train.seed=0 --overwrite"
+    }
+    assert ssl_synthetic.reproducing(record, ()) is record
+    restored = ssl_synthetic.reproducing(
+        record, ("train.steps=2000", "train.seed=0", "train.milestones=[0.7,0.9]")
+    )
+    assert restored["command"] == (
+        "trspose train configs/trs.yaml name=x 'model.mfl_levels=[]' train.seed=0 train.steps=2000 "
+        "'train.milestones=[0.7,0.9]' --overwrite"
+    )
+    assert record["command"].startswith(
+        "trspose train configs/trs.yaml name=x 'model"
+    )  # not changed in place
+    # the protocols can be told apart: by their overrides, and their runs and pictures by steps and tag
+    protocols = ssl_synthetic.PROTOCOLS
+    assert len({p.extra for p in protocols}) == len({p.name for p in protocols}) == len(protocols)
+    names = {
+        (runs.resolved_config(ssl_synthetic.CONFIG, list(p.extra))["train"]["steps"], p.tag)
+        for p in protocols
+    }
+    assert len(names) == len(protocols) and protocols[0].extra == ()
+    nested = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}
+    assert ssl_synthetic.without_keys(nested, {"a.c.d", "f"}) == {"a": {"b": 1, "c": {"e": 3}}}
 
 
 def test_only_the_whole_ssl_table_redraws_its_curves():
     import ssl_synthetic
 
-    # the default budgets and seeds, in any order, are the whole table; a seed, a budget or no third seed are part
-    # of it, whose pictures would overwrite the table's under the same file name
-    assert ssl_synthetic.whole_table([0.05, 0.01], [1, 0], 2)
-    assert not ssl_synthetic.whole_table([0.05], [0, 1], 2)
-    assert not ssl_synthetic.whole_table([0.01, 0.05], [0], 2)
-    assert not ssl_synthetic.whole_table([0.01, 0.05], [0, 1], -1)
+    # the protocol's budgets and the default seeds, in any order, are the whole table; a seed, a budget or no third
+    # seed are part of it, whose pictures would overwrite the table's under the same file name
+    protocol = ssl_synthetic.Protocol("two budgets", (), (0.01, 0.05))
+    assert ssl_synthetic.whole_table(protocol, [0.05, 0.01], [1, 0], 2)
+    assert not ssl_synthetic.whole_table(protocol, [0.05], [0, 1], 2)
+    assert not ssl_synthetic.whole_table(protocol, [0.01, 0.05], [0], 2)
+    assert not ssl_synthetic.whole_table(protocol, [0.01, 0.05], [0, 1], -1)
+    assert ssl_synthetic.whole_table(ssl_synthetic.Protocol("one budget", (), (0.02,)), [0.02], [0, 1], 2)
 
 
 def test_ssl_curve_panels_put_each_budget_beside_the_all_labels_runs():
@@ -418,12 +453,22 @@ def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_
     assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"
 
 
-def test_a_probe_of_another_labelled_budget_pairs_with_its_own_supervised_rows_and_todays_all_labels():
+def test_a_probe_of_another_labelled_budget_pairs_with_its_own_supervised_rows_and_todays_all_labels(
+    monkeypatch,
+):
     import ssl_recipe_probes as probes
+
+    import ssl_synthetic
 
     budget = next(p for p in probes.PROBES if p.name == "labels_2pct")
     assert budget.subset() == ["data.labeled_fraction=0.02", "data.split_mode=random"]
     assert probes.TODAY.subset() == ["data.labeled_fraction=0.01", "data.split_mode=random"]
+    # every probe's mean-teacher row is the 2,000-step protocol's recipe with the probe's change in place of its own
+    steps_2x = next(p for p in probes.PROBES if p.name == "steps_2x")
+    earlier = ssl_synthetic.Protocol("earlier", ("train.steps=2000", "method.rampup_steps=500"), (0.01,))
+    monkeypatch.setattr(probes, "PROTOCOL_2000", earlier)
+    assert steps_2x.recipe() == ["method.rampup_steps=500", "train.steps=4000"]
+    assert probes.TODAY.recipe() == ["train.steps=2000", "method.rampup_steps=500"]
 
     def rows(probe, role, aps):
         return [{"probe": probe, "role": role, "seed": s, "ap": ap, "wall_s": 600.0} for s, ap in aps.items()]
