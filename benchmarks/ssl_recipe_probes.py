@@ -25,7 +25,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from runs import REPO, ResultsFile, markdown_table, plot_curves
-from ssl_synthetic import CONFIG, NO_MFL, PROTOCOL_2000, SUPERVISED_CONFIG
+from ssl_synthetic import CONFIG, NO_MFL, PROTOCOL_2000, SUPERVISED_CONFIG, reproducing
 
 FRACTION = 0.01  # the lowest budget of the table, where the semi-supervised gain has the most room
 
@@ -45,11 +45,19 @@ class Probe:
     def subset(self) -> list[str]:
         return [f"data.labeled_fraction={self.fraction}", "data.split_mode=random"]
 
-    def recipe(self) -> list[str]:
-        """The mean-teacher row's recipe: the 2,000-step table's (whatever CONFIG trains today) with this change."""
-        changed = {o.split("=", 1)[0] for o in self.overrides}
-        kept = [o for o in PROTOCOL_2000.extra if o.split("=", 1)[0] not in changed]
-        return [*kept, *self.overrides]
+    def jobs(self, seed: int, all_labels: bool = False) -> list[tuple[str, str, list[str]]]:
+        """Its rows at ``seed``, (role, config, overrides): mean teacher on the 2,000-step protocol's recipe (whatever
+        CONFIG trains today) with the probe's change, supervised at the probe's schedule, all labels if asked."""
+        seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+        jobs = [
+            (
+                "mean_teacher",
+                CONFIG,
+                [*PROTOCOL_2000.extra, *self.subset(), *MEAN_TEACHER, *self.overrides, *seeds],
+            ),
+            ("supervised", SUPERVISED_CONFIG, [*self.subset(), *self.supervised, *seeds]),
+        ]
+        return [*jobs, ("all_labels", SUPERVISED_CONFIG, [*self.supervised, *seeds])] if all_labels else jobs
 
 
 TODAY = Probe(
@@ -138,13 +146,7 @@ def main() -> None:
     for probe in PROBES:
         train = not args.table_only and (not args.only or any(o in probe.name for o in args.only))
         for seed in args.seeds:
-            seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
-            jobs = [
-                ("mean_teacher", CONFIG, [*probe.subset(), *MEAN_TEACHER, *probe.recipe(), *seeds]),
-                ("supervised", SUPERVISED_CONFIG, [*probe.subset(), *probe.supervised, *seeds]),
-            ]
-            if args.upper or args.table_only:
-                jobs.append(("all_labels", SUPERVISED_CONFIG, [*probe.supervised, *seeds]))
+            jobs = probe.jobs(seed, all_labels=args.upper or args.table_only)
             for role, config, overrides in jobs:
                 found = next((r for f in earlier if (r := f.find(config, overrides)) is not None), None)
                 if found is None and role == "all_labels" and args.table_only:
@@ -164,6 +166,7 @@ def main() -> None:
                         table_only=not train,
                     )
                 if found is not None:
+                    found = reproducing(found, PROTOCOL_2000.extra)
                     rows.append({**found, "probe": probe.name, "role": role, "seed": seed})
     print(probe_table(rows, args.seeds))
     print("\n" + commands(rows))

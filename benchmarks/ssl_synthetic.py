@@ -130,7 +130,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     chosen = [p for p in PROTOCOLS if p.name == args.protocol] if args.protocol else PROTOCOLS
-    if not args.table_only:
+    if not args.table_only or args.quick:
         chosen = chosen[:1]  # trains one protocol: --protocol's, else the shipped config's
     for protocol in chosen:
         if len(chosen) > 1:
@@ -147,7 +147,8 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
         "train.checkpoint_every=40", "method.burn_in_steps=10", "method.rampup_steps=10", "train.batch_size=8",
         "train.unlabeled_batch_size=8", "data.holdout_fraction=0.3",
     ] if args.quick else []  # fmt: skip
-    extra = [*protocol.extra, *args.extra]
+    # the protocol's overrides stand for its config: first, so that every row's own overrides (and --quick's) win
+    base = [] if args.quick else list(protocol.extra)
     fractions = [0.3] if args.quick else (args.fractions or list(protocol.fractions))
     results = ResultsFile(out)
     gap_table = ResultsFile(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
@@ -161,12 +162,12 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
                 # The gap table's runs are these rows: the same base config, budget, seeds and labelled subsets.
                 # Only the validation cadence and method keys that supervised training never reads differ
                 # (SUPERVISED_ROW_DIFFERS); reuse them rather than train the same recipe again.
-                if (record := gap_table_record(gap_table, fraction, seed, extra)) is not None:
+                if (record := gap_table_record(gap_table, fraction, seed, args.extra, base)) is not None:
                     current.append({**record, "ablation": ablation})  # the same row: seeds group together
                     continue
             subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
             seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
-            overrides = [*quick, *subset, *row_overrides, *seeds, *extra]
+            overrides = [*base, *quick, *subset, *row_overrides, *seeds, *args.extra]
             prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
             record = results.row(
                 config=CONFIG,
@@ -178,7 +179,7 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
             ) if selected else results.find(CONFIG, overrides)  # fmt: skip
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
-    shown = [reproducing(r, protocol.extra) for r in current]
+    shown = [reproducing(r, base) for r in current]
     print(summary_table(shown, ROW_KEYS))
     print("\n" + paired_table(shown))
     print("\n" + pseudo_label_table(shown))
@@ -189,21 +190,22 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
         print("\ncurves not redrawn: --fractions / --seeds / --third-seed show part of the table; "
               "--table-only without them redraws the pictures")  # fmt: skip
         return
-    steps = resolved_config(CONFIG, [*quick, *extra])["train"]["steps"]
+    steps = resolved_config(CONFIG, [*base, *quick, *args.extra])["train"]["steps"]
     for fraction, panel in curve_panels(current).items():  # one picture per labelled budget
         picture = f"{name}_{steps}_steps{protocol.tag}{name_part(args.extra)}_{fraction:g}_curves.png"
         plot_curves({panel[0]: panel[1]}, out.with_name(picture), seed_bands=True)
 
 
-def reproducing(record: dict, extra: tuple[str, ...]) -> dict:
-    """``record`` with a command that trains its row today: an earlier protocol's runs were trained by CONFIG
-    before it changed, so their command gains the protocol's overrides (those it does not carry already)."""
+def reproducing(record: dict, base: list[str] | tuple[str, ...]) -> dict:
+    """``record`` with a command that trains its row today: runs of an earlier protocol were trained by CONFIG before
+    it changed, so their command gains the protocol's overrides of the keys it does not set, after ``output_dir=``. Runs of another config (the gap table's supervised runs) keep theirs."""
     words = shlex.split(record["command"])
-    missing = [o for o in extra if o not in words]
-    if not missing:
+    own = {w.split("=", 1)[0] for w in words if "=" in w}
+    missing = [o for o in base if o.split("=", 1)[0] not in own]
+    if record.get("config") != CONFIG or not missing:
         return record
-    end = len(words) - 1 if words[-1].startswith("--") else len(words)  # before --overwrite
-    return {**record, "command": shlex.join([*words[:end], *missing, *words[end:]])}
+    at = next(i for i, w in enumerate(words) if w.startswith("output_dir=")) + 1
+    return {**record, "command": shlex.join([*words[:at], *missing, *words[at:]])}
 
 
 def whole_table(protocol: Protocol, fractions: list[float], seeds: list[int], third_seed: int) -> bool:
@@ -230,15 +232,18 @@ def table_jobs(
     return [*jobs, (1.0, *UPPER_BOUND, list(seeds))]
 
 
-def gap_table_record(gap_table: ResultsFile, fraction: float, seed: int, extra: list[str]) -> dict | None:
+def gap_table_record(
+    gap_table: ResultsFile, fraction: float, seed: int, extra: list[str], base: list[str] | None = None
+) -> dict | None:
     """The run of benchmarks/supervised_synthetic.py that is this table's supervised row at this labelled fraction
-    and seed (split seed = seed) with ``extra`` overrides: the latest recorded with its learning curve whose config
-    differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule is not the supervised config's
-    finds none, and trains its own supervised rows."""
+    and seed (split seed = seed) under the protocol overrides ``base`` and ``extra``: the latest recorded with its
+    learning curve whose config differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule is
+    not the supervised config's finds none, and trains its own supervised rows."""
     subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
     row = UPPER_BOUND if fraction == 1.0 else ROWS[0]
     seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
-    wanted = without_keys(resolved_config(CONFIG, [*subset, *row[2], *seeds, *extra]), SUPERVISED_ROW_DIFFERS)
+    wanted = resolved_config(CONFIG, [*(base or []), *subset, *row[2], *seeds, *extra])
+    wanted = without_keys(wanted, SUPERVISED_ROW_DIFFERS)
     for record, config in reversed(gap_table.known):
         if (
             config is not None

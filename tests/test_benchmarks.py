@@ -310,33 +310,44 @@ def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     ]
     gap.write_text(json.dumps(records))
     table = runs.ResultsFile(gap, runs_dir=tmp_path / "runs")
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, [])["tag"] == "s1"
-    assert ssl_synthetic.gap_table_record(table, 1.0, 1, [])["tag"] == "all s1"
-    assert ssl_synthetic.gap_table_record(table, 0.05, 1, []) is None
+    earlier = list(
+        ssl_synthetic.PROTOCOL_2000.extra
+    )  # the gap table's schedule, whatever CONFIG trains today
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, [], earlier)["tag"] == "s1"
+    assert ssl_synthetic.gap_table_record(table, 1.0, 1, [], earlier)["tag"] == "all s1"
+    assert ssl_synthetic.gap_table_record(table, 0.05, 1, [], earlier) is None
     # a record without a learning curve cannot stand in for a row (the table draws its curve)
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=1000"]) is None
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=1000"], earlier) is None
     # keys that supervised training does not read leave the row standing; a schedule the gap runs lack does not
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["method.burn_in_steps=100"])["tag"] == "s1"
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.milestones=[0.85,0.95]"]) is None
+    assert (
+        ssl_synthetic.gap_table_record(table, 0.01, 1, ["method.burn_in_steps=100"], earlier)["tag"] == "s1"
+    )
+    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.milestones=[0.85,0.95]"], earlier) is None
+    # the shipped config's protocol reuses them only while it trains the supervised config's schedule
+    train = [
+        {k: v for k, v in runs.resolved_config(config, [])["train"].items() if k != "eval_every"}
+        for config in (ssl_synthetic.CONFIG, ssl_synthetic.SUPERVISED_CONFIG)
+    ]
+    found = ssl_synthetic.gap_table_record(table, 0.01, 1, [], list(ssl_synthetic.PROTOCOLS[0].extra))
+    assert (found is not None) == (train[0] == train[1])
 
 
 def test_an_earlier_protocols_commands_gain_the_overrides_that_restore_its_recipe():
     import ssl_synthetic
 
-    record = {
-        "command": "trspose train configs/trs.yaml name=x 'model.mfl_levels=[]' train.seed=0 --overwrite"
-    }
+    command = "trspose train C name=x output_dir=runs/b 'model.mfl_levels=[]' train.seed=0 train.steps=4000 --overwrite"
+    record = {"config": ssl_synthetic.CONFIG, "command": command.replace("C", ssl_synthetic.CONFIG)}
     assert ssl_synthetic.reproducing(record, ()) is record
-    restored = ssl_synthetic.reproducing(
-        record, ("train.steps=2000", "train.seed=0", "train.milestones=[0.7,0.9]")
+    base = ("train.steps=2000", "train.seed=0", "train.milestones=[0.7,0.9]", "model.mfl_levels=[stage2]")
+    restored = ssl_synthetic.reproducing(record, base)
+    # after output_dir=, those of keys the command does not set (its own train.steps, seed and MFL levels stand)
+    assert restored["command"] == command.replace("C", ssl_synthetic.CONFIG).replace(
+        "output_dir=runs/b ", "output_dir=runs/b 'train.milestones=[0.7,0.9]' "
     )
-    assert restored["command"] == (
-        "trspose train configs/trs.yaml name=x 'model.mfl_levels=[]' train.seed=0 train.steps=2000 "
-        "'train.milestones=[0.7,0.9]' --overwrite"
-    )
-    assert record["command"].startswith(
-        "trspose train configs/trs.yaml name=x 'model"
-    )  # not changed in place
+    assert record["command"] == command.replace("C", ssl_synthetic.CONFIG)  # not changed in place
+    # the gap table's supervised runs trained another config, which the protocols do not change
+    other = {"config": ssl_synthetic.SUPERVISED_CONFIG, "command": command.replace("C", "other.yaml")}
+    assert ssl_synthetic.reproducing(other, base) is other
     # the protocols can be told apart: by their overrides, and their runs and pictures by steps and tag
     protocols = ssl_synthetic.PROTOCOLS
     assert len({p.extra for p in protocols}) == len({p.name for p in protocols}) == len(protocols)
@@ -345,6 +356,36 @@ def test_an_earlier_protocols_commands_gain_the_overrides_that_restore_its_recip
         for p in protocols
     }
     assert len(names) == len(protocols) and protocols[0].extra == ()
+
+
+def test_the_2000_step_protocol_finds_its_committed_records_whatever_the_config_trains_today():
+    import ssl_recipe_probes as probes
+
+    import ssl_synthetic
+
+    earlier = list(ssl_synthetic.PROTOCOL_2000.extra)
+    results = runs.ResultsFile(runs.REPO / "benchmarks" / "results" / "ssl_synthetic.json")
+    for method, ablation, overrides in ssl_synthetic.ROWS[
+        1:
+    ]:  # every semi-supervised row, 1 % labels, seed 0
+        row = [*earlier, "data.labeled_fraction=0.01", "data.split_mode=random", *overrides]
+        record = results.find(ssl_synthetic.CONFIG, [*row, "train.seed=0", "data.split_seed=0"])
+        assert record is not None and record["steps"] == 2000, (method, ablation)
+    # the probes' mean-teacher rows build on it, their supervised rows on the supervised config
+    (teacher, mean_teacher, overrides), supervised = probes.TODAY.jobs(0)[0], probes.TODAY.jobs(0)[1]
+    assert (
+        teacher == "mean_teacher"
+        and mean_teacher == ssl_synthetic.CONFIG
+        and overrides[: len(earlier)] == earlier
+    )
+    assert results.find(mean_teacher, overrides)["method"] == "mean_teacher"
+    assert supervised[1] == ssl_synthetic.SUPERVISED_CONFIG and [
+        j[0] for j in probes.TODAY.jobs(0, True)
+    ] == ["mean_teacher", "supervised", "all_labels"]
+    # a probe's change comes after the protocol's overrides, so it wins
+    steps_2x = next(p for p in probes.PROBES if p.name == "steps_2x")
+    assert runs.resolved_config(*steps_2x.jobs(0)[0][1:])["train"]["steps"] == 4000
+
     nested = {"a": {"b": 1, "c": {"d": 2, "e": 3}}, "f": 4}
     assert ssl_synthetic.without_keys(nested, {"a.c.d", "f"}) == {"a": {"b": 1, "c": {"e": 3}}}
 
@@ -453,22 +494,12 @@ def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_
     assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"
 
 
-def test_a_probe_of_another_labelled_budget_pairs_with_its_own_supervised_rows_and_todays_all_labels(
-    monkeypatch,
-):
+def test_a_probe_of_another_labelled_budget_pairs_with_its_own_supervised_rows_and_todays_all_labels():
     import ssl_recipe_probes as probes
-
-    import ssl_synthetic
 
     budget = next(p for p in probes.PROBES if p.name == "labels_2pct")
     assert budget.subset() == ["data.labeled_fraction=0.02", "data.split_mode=random"]
     assert probes.TODAY.subset() == ["data.labeled_fraction=0.01", "data.split_mode=random"]
-    # every probe's mean-teacher row is the 2,000-step protocol's recipe with the probe's change in place of its own
-    steps_2x = next(p for p in probes.PROBES if p.name == "steps_2x")
-    earlier = ssl_synthetic.Protocol("earlier", ("train.steps=2000", "method.rampup_steps=500"), (0.01,))
-    monkeypatch.setattr(probes, "PROTOCOL_2000", earlier)
-    assert steps_2x.recipe() == ["method.rampup_steps=500", "train.steps=4000"]
-    assert probes.TODAY.recipe() == ["train.steps=2000", "method.rampup_steps=500"]
 
     def rows(probe, role, aps):
         return [{"probe": probe, "role": role, "seed": s, "ap": ap, "wall_s": 600.0} for s, ap in aps.items()]
