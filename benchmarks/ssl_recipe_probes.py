@@ -11,8 +11,9 @@ subsets), to find what makes the unlabelled data count before the semi-supervise
 A probe is a list of overrides on top of the rows of the semi-supervised table's 2,000-step protocol
 (benchmarks/ssl_synthetic.py, whatever its config trains today): the mean teacher row takes all of them; the
 supervised row (and the all-labels row) only those that change supervised training (the step count and
-learning-rate schedule), so a probe of the unlabelled views reuses today's supervised runs. A row recorded already, here or in the table's files (ssl_synthetic.json, supervised_synthetic.json), with
-exactly the row's config is not trained again; an interrupted row resumes. New records go to
+learning-rate schedule), so a probe of the unlabelled views reuses today's supervised runs. A row recorded already,
+here or in the table's files (ssl_synthetic.json, supervised_synthetic.json), with exactly the row's config is not
+trained again; an interrupted row resumes. New records go to
 benchmarks/results/ssl_recipe_probes.json; the curves (validation AP against step, one panel per probe, mean over
 seeds in a band from min to max) to benchmarks/results/ssl_recipe_probes_curves.png. A probe measured with one or
 two seeds is a probe, not a result: the table prints the paired spread beside every difference.
@@ -25,7 +26,15 @@ import statistics
 from dataclasses import dataclass, field
 
 from runs import REPO, ResultsFile, markdown_table, plot_curves
-from ssl_synthetic import CONFIG, NO_MFL, PROTOCOL_2000, SUPERVISED_CONFIG, reproducing
+from ssl_synthetic import (
+    CONFIG,
+    NO_MFL,
+    PROTOCOL_2000,
+    SUPERVISED_CONFIG,
+    reproducing,
+    seed_overrides,
+    subset_overrides,
+)
 
 FRACTION = 0.01  # the lowest budget of the table, where the semi-supervised gain has the most room
 
@@ -43,12 +52,12 @@ class Probe:
     """The labelled budget of its mean-teacher and supervised rows (the all-labels row has every label)."""
 
     def subset(self) -> list[str]:
-        return [f"data.labeled_fraction={self.fraction}", "data.split_mode=random"]
+        return subset_overrides(self.fraction)
 
     def jobs(self, seed: int, all_labels: bool = False) -> list[tuple[str, str, list[str]]]:
         """Its rows at ``seed``, (role, config, overrides): mean teacher on the 2,000-step protocol's recipe (whatever
         CONFIG trains today) with the probe's change, supervised at the probe's schedule, all labels if asked."""
-        seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+        seeds = seed_overrides(seed)
         jobs = [
             (
                 "mean_teacher",

@@ -165,8 +165,7 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
                 if (record := gap_table_record(gap_table, fraction, seed, args.extra, base)) is not None:
                     current.append({**record, "ablation": ablation})  # the same row: seeds group together
                     continue
-            subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
-            seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
+            subset, seeds = subset_overrides(fraction), seed_overrides(seed)
             overrides = [*base, *quick, *subset, *row_overrides, *seeds, *args.extra]
             prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
             record = results.row(
@@ -194,6 +193,16 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
     for fraction, panel in curve_panels(current).items():  # one picture per labelled budget
         picture = f"{name}_{steps}_steps{protocol.tag}{name_part(args.extra)}_{fraction:g}_curves.png"
         plot_curves({panel[0]: panel[1]}, out.with_name(picture), seed_bands=True)
+
+
+def subset_overrides(fraction: float) -> list[str]:
+    """The overrides of a seeded random labelled subset of ``fraction`` (none for all labels)."""
+    return [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
+
+
+def seed_overrides(seed: int) -> list[str]:
+    """A row's seed: initialisation and augmentation, and the labelled subset it draws."""
+    return [f"train.seed={seed}", f"data.split_seed={seed}"]
 
 
 def reproducing(record: dict, base: list[str] | tuple[str, ...]) -> dict:
@@ -239,10 +248,9 @@ def gap_table_record(
     and seed (split seed = seed) under the protocol overrides ``base`` and ``extra``: the latest recorded with its
     learning curve whose config differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule is
     not the supervised config's finds none, and trains its own supervised rows."""
-    subset = [f"data.labeled_fraction={fraction}", "data.split_mode=random"] if fraction < 1.0 else []
     row = UPPER_BOUND if fraction == 1.0 else ROWS[0]
-    seeds = [f"train.seed={seed}", f"data.split_seed={seed}"]
-    wanted = resolved_config(CONFIG, [*(base or []), *subset, *row[2], *seeds, *extra])
+    overrides = [*(base or []), *subset_overrides(fraction), *row[2], *seed_overrides(seed), *extra]
+    wanted = resolved_config(CONFIG, overrides)
     wanted = without_keys(wanted, SUPERVISED_ROW_DIFFERS)
     for record, config in reversed(gap_table.known):
         if (
