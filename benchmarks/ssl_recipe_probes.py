@@ -119,6 +119,13 @@ PROBES = [
     # literature's teacher starts at 47 %. Today's recipe at 2 % labels asks where the teacher starts nearer half.
     Probe("labels_2pct", "2 % labels (321 people) instead of 1 %, today's recipe", [], fraction=0.02),
     Probe(
+        "labels_2pct_steps_2x",
+        "2 % labels and 4,000 steps: the two levers together",
+        ["train.steps=4000"],
+        ["train.steps=4000"],
+        fraction=0.02,
+    ),
+    Probe(
         "unlabeled_batch_64", "64 unlabelled people per step instead of 32", ["train.unlabeled_batch_size=64"]
     ),
     # MultiAugs: several differently augmented hard views of each unlabelled person, each learning the teacher's
