@@ -16,9 +16,9 @@ picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps
 (redrawn only when the protocol's --fractions and the default --seeds and --third-seed show the whole table).
 The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
-of --fractions and get a third seed at the lowest of them; the ablations run at that lowest budget only. A
-second table pairs each semi-supervised row with supervised, mean teacher and TRS seed by seed (each seed draws its
-own labelled subset) and gives the share of the supervised-to-all-labels gap it closes; a third gives each row's
+of --fractions and get a third seed at the lowest of them; the ablations (each protocol's own choice of ROWS) run
+at that lowest budget only. A second table pairs each semi-supervised row with supervised, mean teacher and TRS
+seed by seed (each seed draws its own labelled subset) and gives the share of the supervised-to-all-labels gap it closes; a third gives each row's
 network passes per step and its end-of-training pseudo-label quality
 (``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
 unlabelled people with hidden ground truth, kept share and precision of the confidence mask), a fourth each row's
@@ -62,6 +62,8 @@ ROWS = [
     # a time constant of 500 steps (the teacher's: 100): the default 0.9998 (5,000 steps) suits long runs, and after
     # this table's 1,500 steps past the burn-in would still hold 74 % of the burn-in network, 0.998 holds 5 %
     ("trs", "reviewer slow EMA", ["method.reviewer.policy=slow_ema", "method.reviewer.momentum=0.998"]),
+    # each unlabelled person's most confident pseudo-keypoints so far, where the teacher is less sure
+    ("trs", "reviewer memory", ["method.reviewer.policy=memory"]),
 ]
 # How a supervised row of this table differs from the gap table's run of the same budget and seed: validation
 # every 250 steps instead of 500, and method keys that only the semi-supervised methods read.
@@ -89,12 +91,23 @@ class Protocol:
     """Overrides on top of CONFIG for every row: none for the shipped config's protocol."""
     fractions: tuple[float, ...]
     """Its labelled budgets; the ablations and the third seed at the lowest."""
+    ablations: tuple[str, ...]
+    """The TRS rows of ROWS it trains beside MAIN_ROWS, by ablation label, at the lowest budget."""
     tag: str = ""
     """Added to run and picture names, which otherwise differ by the step count only."""
 
+    def rows(self) -> list[tuple[str, str, list[str]]]:
+        """Its rows of ROWS: the main rows and its ablations."""
+        return [row for row in ROWS if row[:2] in MAIN_ROWS or (row[0] == "trs" and row[1] in self.ablations)]
+
 
 PROTOCOLS = [
-    Protocol("2,000 steps", (), (0.01, 0.05)),
+    Protocol(
+        "2,000 steps",
+        (),
+        (0.01, 0.05),
+        ("no reviewer", "no MFL", "no Keypoint-Mix", "reviewer periodic", "reviewer slow EMA"),
+    ),
 ]
 PROTOCOL_2000 = next(p for p in PROTOCOLS if p.name == "2,000 steps")  # the recipe probes' "today"
 
@@ -155,7 +168,9 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
     # the table's rows recorded with exactly the row's config; --only limits what is trained, not what is shown
     current = []
     third_seed = -1 if args.quick else args.third_seed
-    for fraction, method, ablation, row_overrides, row_seeds in table_jobs(fractions, args.seeds, third_seed):
+    for fraction, method, ablation, row_overrides, row_seeds in table_jobs(
+        protocol.rows(), fractions, args.seeds, third_seed
+    ):
         selected = not args.only or any(o in f"{method}/{ablation}" for o in args.only)
         for seed in row_seeds:
             if method == "supervised" and not args.quick:
@@ -225,15 +240,15 @@ def whole_table(protocol: Protocol, fractions: list[float], seeds: list[int], th
 
 
 def table_jobs(
-    fractions: list[float], seeds: list[int], third_seed: int
+    rows: list[tuple[str, str, list[str]]], fractions: list[float], seeds: list[int], third_seed: int
 ) -> list[tuple[float, str, str, list[str], list[int]]]:
-    """The table's rows, (labelled fraction, method, ablation, overrides, seeds): every row at the lowest budget,
-    the main rows at the others, the upper bound once; the main rows at the lowest budget add ``third_seed``
-    (-1: none)."""
+    """The table's ``rows``, (labelled fraction, method, ablation, overrides, seeds): every row at the lowest
+    budget, the main rows at the others, the upper bound once; the main rows at the lowest budget add
+    ``third_seed`` (-1: none)."""
     lowest = min(fractions)
     jobs = []
     for fraction in fractions:
-        for method, ablation, overrides in ROWS:
+        for method, ablation, overrides in rows:
             main_row = (method, ablation) in MAIN_ROWS
             if fraction == lowest or main_row:
                 extra = [third_seed] if fraction == lowest and main_row and third_seed >= 0 else []

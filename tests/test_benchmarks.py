@@ -219,15 +219,23 @@ def test_the_ssl_tables_supervised_rows_are_the_gap_tables_runs(fraction):
 def test_the_ssl_table_runs_the_ablations_at_the_lowest_budget_and_seeds_the_main_rows_three_times():
     import ssl_synthetic
 
-    jobs = ssl_synthetic.table_jobs([0.01, 0.05], [0, 1], 2)
+    protocol = ssl_synthetic.PROTOCOL_2000
+    jobs = ssl_synthetic.table_jobs(protocol.rows(), [0.01, 0.05], [0, 1], 2)
     rows = {(fraction, method, ablation): seeds for fraction, method, ablation, _, seeds in jobs}
-    assert {(m, a) for f, m, a in rows if f == 0.01} == {(m, a) for m, a, _ in ssl_synthetic.ROWS}
+    assert {(m, a) for f, m, a in rows if f == 0.01} == {(m, a) for m, a, _ in protocol.rows()}
     assert {(m, a) for f, m, a in rows if f == 0.05} == ssl_synthetic.MAIN_ROWS
     assert rows[(0.01, "trs", "full")] == rows[(0.01, "dual", "-")] == [0, 1, 2]
     assert rows[(0.01, "trs", "no MFL")] == rows[(0.05, "trs", "full")] == [0, 1]
     assert rows[(1.0, "supervised", "all labels")] == [0, 1]
-    assert len(jobs) == len(ssl_synthetic.ROWS) + len(ssl_synthetic.MAIN_ROWS) + 1
-    assert all(seeds == [0, 1] for *_, seeds in ssl_synthetic.table_jobs([0.01], [0, 1], -1))
+    assert len(jobs) == len(protocol.rows()) + len(ssl_synthetic.MAIN_ROWS) + 1
+    assert all(seeds == [0, 1] for *_, seeds in ssl_synthetic.table_jobs(protocol.rows(), [0.01], [0, 1], -1))
+    # a protocol trains the main rows and its own ablations, in ROWS' order, and no other
+    other = ssl_synthetic.Protocol("other", (), (0.02,), ("no MFL", "reviewer memory"))
+    assert [r[:2] for r in other.rows()] == [
+        ("supervised", "-"), ("mean_teacher", "-"), ("dual", "-"), ("trs", "full"), ("trs", "no MFL"),
+        ("trs", "reviewer memory"),
+    ]  # fmt: skip
+    assert ("trs", "reviewer memory") not in {r[:2] for r in protocol.rows()}  # not trained at 2,000 steps
 
 
 def test_the_ssl_tables_paired_comparison_subtracts_the_reference_rows_ap_seed_by_seed():
@@ -365,9 +373,7 @@ def test_the_2000_step_protocol_finds_its_committed_records_whatever_the_config_
 
     earlier = list(ssl_synthetic.PROTOCOL_2000.extra)
     results = runs.ResultsFile(runs.REPO / "benchmarks" / "results" / "ssl_synthetic.json")
-    for method, ablation, overrides in ssl_synthetic.ROWS[
-        1:
-    ]:  # every semi-supervised row, 1 % labels, seed 0
+    for method, ablation, overrides in ssl_synthetic.PROTOCOL_2000.rows()[1:]:  # semi-supervised, 1 %, seed 0
         row = [*earlier, "data.labeled_fraction=0.01", "data.split_mode=random", *overrides]
         record = results.find(ssl_synthetic.CONFIG, [*row, "train.seed=0", "data.split_seed=0"])
         assert record is not None and record["steps"] == 2000, (method, ablation)
@@ -395,12 +401,12 @@ def test_only_the_whole_ssl_table_redraws_its_curves():
 
     # the protocol's budgets and the default seeds, in any order, are the whole table; a seed, a budget or no third
     # seed are part of it, whose pictures would overwrite the table's under the same file name
-    protocol = ssl_synthetic.Protocol("two budgets", (), (0.01, 0.05))
+    protocol = ssl_synthetic.Protocol("two budgets", (), (0.01, 0.05), ())
     assert ssl_synthetic.whole_table(protocol, [0.05, 0.01], [1, 0], 2)
     assert not ssl_synthetic.whole_table(protocol, [0.05], [0, 1], 2)
     assert not ssl_synthetic.whole_table(protocol, [0.01, 0.05], [0], 2)
     assert not ssl_synthetic.whole_table(protocol, [0.01, 0.05], [0, 1], -1)
-    assert ssl_synthetic.whole_table(ssl_synthetic.Protocol("one budget", (), (0.02,)), [0.02], [0, 1], 2)
+    assert ssl_synthetic.whole_table(ssl_synthetic.Protocol("one budget", (), (0.02,), ()), [0.02], [0, 1], 2)
 
 
 def test_ssl_curve_panels_put_each_budget_beside_the_all_labels_runs():
