@@ -14,7 +14,8 @@ Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation
 against step, from each run's metrics.jsonl; each row's mean over its seeds in a band from their min to max), one
 picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png
 (redrawn only when the protocol's --fractions and the default --seeds and --third-seed show the whole table).
-The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them. Every row
+The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them, and a
+recipe probe's run (benchmarks/ssl_recipe_probes.py) of exactly a row's config stands for that row. Every row
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
 of --fractions and get a third seed at the lowest of them; the ablations (each protocol's own choice of ROWS) run
 at that lowest budget only. A second table pairs each semi-supervised row with supervised, mean teacher and TRS
@@ -164,8 +165,10 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
     base = [] if args.quick else list(protocol.extra)
     fractions = [0.3] if args.quick else (args.fractions or list(protocol.fractions))
     results = ResultsFile(out)
+    # runs trained for other tables that are rows of this one: the gap table's supervised runs, the recipe probes'
     gap_table = ResultsFile(REPO / "benchmarks" / "results" / "supervised_synthetic.json")
-    # the table's rows recorded with exactly the row's config; --only limits what is trained, not what is shown
+    probes = ResultsFile(REPO / "benchmarks" / "results" / "ssl_recipe_probes.json")
+    # each row's record (recorded_row), else train it; --only limits what is trained, not what is shown
     current = []
     third_seed = -1 if args.quick else args.third_seed
     for fraction, method, ablation, row_overrides, row_seeds in table_jobs(
@@ -173,24 +176,20 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
     ):
         selected = not args.only or any(o in f"{method}/{ablation}" for o in args.only)
         for seed in row_seeds:
-            if method == "supervised" and not args.quick:
-                # The gap table's runs are these rows: the same base config, budget, seeds and labelled subsets.
-                # Only the validation cadence and method keys that supervised training never reads differ
-                # (SUPERVISED_ROW_DIFFERS); reuse them rather than train the same recipe again.
-                if (record := gap_table_record(gap_table, fraction, seed, args.extra, base)) is not None:
-                    current.append({**record, "ablation": ablation})  # the same row: seeds group together
-                    continue
             subset, seeds = subset_overrides(fraction), seed_overrides(seed)
             overrides = [*base, *quick, *subset, *row_overrides, *seeds, *args.extra]
+            labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed,
+                      "extra": args.extra}  # fmt: skip
+            record = recorded_row(results, [] if args.quick else [gap_table, probes], overrides, labels, base)
             prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
-            record = results.row(
-                config=CONFIG,
-                overrides=overrides,
-                name=lambda steps: prefix + ("_quick" if args.quick else f"_{steps}steps{protocol.tag}" + name_part(args.extra)),  # noqa: B023
-                labels={"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed,
-                        "extra": args.extra},
-                table_only=args.table_only,
-            ) if selected else results.find(CONFIG, overrides)  # fmt: skip
+            if record is None and selected:
+                record = results.row(
+                    config=CONFIG,
+                    overrides=overrides,
+                    name=lambda steps: prefix + ("_quick" if args.quick else f"_{steps}steps{protocol.tag}" + name_part(args.extra)),  # noqa: B023
+                    labels=labels,
+                    table_only=args.table_only,
+                )  # fmt: skip
             current += [record] if record else []
     # records of other configs, budgets and --extra overrides stay in the file, not in this table
     shown = [reproducing(r, base) for r in current]
@@ -256,24 +255,43 @@ def table_jobs(
     return [*jobs, (1.0, *UPPER_BOUND, list(seeds))]
 
 
-def gap_table_record(
-    gap_table: ResultsFile, fraction: float, seed: int, extra: list[str], base: list[str] | None = None
+def recorded_row(
+    results: ResultsFile, others: list[ResultsFile], overrides: list[str], labels: dict, base: list[str]
 ) -> dict | None:
-    """The run of benchmarks/supervised_synthetic.py that is this table's supervised row at this labelled fraction
-    and seed (split seed = seed) under the protocol overrides ``base`` and ``extra``: the latest recorded with its
-    learning curve whose config differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule is
-    not the supervised config's finds none, and trains its own supervised rows."""
+    """The record that stands for one row and seed (``labels``) of the table, trained with CONFIG and ``overrides``:
+    for a supervised row, another table's run of it (``supervised_record``: the gap table's, a recipe probe's);
+    else the table's own record; else a run of one of the ``others`` with exactly the row's config (a recipe probe
+    whose change the protocol adopted), under the row's labels."""
+    fraction, seed, extra = labels["labeled_fraction"], labels["seed"], labels["extra"]
+    if labels["method"] == "supervised" and others:
+        if (record := supervised_record(others, fraction, seed, extra, base)) is not None:
+            return {**record, **labels}  # the same row: seeds group together
+    if (record := results.find(CONFIG, overrides)) is not None:
+        return record
+    found = next((r for other in others if (r := other.find(CONFIG, overrides)) is not None), None)
+    return None if found is None else {**found, **labels}
+
+
+def supervised_record(
+    files: list[ResultsFile], fraction: float, seed: int, extra: list[str], base: list[str] | None = None
+) -> dict | None:
+    """The run of another table (benchmarks/supervised_synthetic.py's gap table, a recipe probe) that is this
+    table's supervised row at this labelled fraction and seed (split seed = seed) under the protocol overrides
+    ``base`` and ``extra``: the latest recorded with its learning curve, in the first of ``files`` that has one,
+    whose config differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule none of them
+    trained finds none, and trains its own supervised rows."""
     row = UPPER_BOUND if fraction == 1.0 else ROWS[0]
     overrides = [*(base or []), *subset_overrides(fraction), *row[2], *seed_overrides(seed), *extra]
     wanted = resolved_config(CONFIG, overrides)
     wanted = without_keys(wanted, SUPERVISED_ROW_DIFFERS)
-    for record, config in reversed(gap_table.known):
-        if (
-            config is not None
-            and record.get("curve")
-            and without_keys(config, SUPERVISED_ROW_DIFFERS) == wanted
-        ):
-            return record
+    for results in files:
+        for record, config in reversed(results.known):
+            if (
+                config is not None
+                and record.get("curve")
+                and without_keys(config, SUPERVISED_ROW_DIFFERS) == wanted
+            ):
+                return record
     return None
 
 

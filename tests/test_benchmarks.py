@@ -321,23 +321,75 @@ def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     earlier = list(
         ssl_synthetic.PROTOCOL_2000.extra
     )  # the gap table's schedule, whatever CONFIG trains today
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, [], earlier)["tag"] == "s1"
-    assert ssl_synthetic.gap_table_record(table, 1.0, 1, [], earlier)["tag"] == "all s1"
-    assert ssl_synthetic.gap_table_record(table, 0.05, 1, [], earlier) is None
+    assert ssl_synthetic.supervised_record([table], 0.01, 1, [], earlier)["tag"] == "s1"
+    assert ssl_synthetic.supervised_record([table], 1.0, 1, [], earlier)["tag"] == "all s1"
+    assert ssl_synthetic.supervised_record([table], 0.05, 1, [], earlier) is None
     # a record without a learning curve cannot stand in for a row (the table draws its curve)
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.steps=1000"], earlier) is None
+    assert ssl_synthetic.supervised_record([table], 0.01, 1, ["train.steps=1000"], earlier) is None
     # keys that supervised training does not read leave the row standing; a schedule the gap runs lack does not
     assert (
-        ssl_synthetic.gap_table_record(table, 0.01, 1, ["method.burn_in_steps=100"], earlier)["tag"] == "s1"
+        ssl_synthetic.supervised_record([table], 0.01, 1, ["method.burn_in_steps=100"], earlier)["tag"]
+        == "s1"
     )
-    assert ssl_synthetic.gap_table_record(table, 0.01, 1, ["train.milestones=[0.85,0.95]"], earlier) is None
+    assert (
+        ssl_synthetic.supervised_record([table], 0.01, 1, ["train.milestones=[0.85,0.95]"], earlier) is None
+    )
     # the shipped config's protocol reuses them only while it trains the supervised config's schedule
     train = [
         {k: v for k, v in runs.resolved_config(config, [])["train"].items() if k != "eval_every"}
         for config in (ssl_synthetic.CONFIG, ssl_synthetic.SUPERVISED_CONFIG)
     ]
-    found = ssl_synthetic.gap_table_record(table, 0.01, 1, [], list(ssl_synthetic.PROTOCOLS[0].extra))
+    found = ssl_synthetic.supervised_record([table], 0.01, 1, [], list(ssl_synthetic.PROTOCOLS[0].extra))
     assert (found is not None) == (train[0] == train[1])
+
+
+def test_a_row_stands_on_its_own_record_else_on_another_tables_run_of_the_same_config(tmp_path):
+    import ssl_synthetic
+
+    trs, sup = ssl_synthetic.CONFIG, ssl_synthetic.SUPERVISED_CONFIG
+    subset, seed0 = (
+        ["data.labeled_fraction=0.02", "data.split_mode=random"],
+        ["train.seed=0", "data.split_seed=0"],
+    )
+    teacher = [*subset, "method.name=mean_teacher", "model.mfl_levels=[]", *seed0]
+    supervised = [*subset, *seed0]
+
+    def results(name, records):
+        (tmp_path / name).write_text(json.dumps(records))
+        return runs.ResultsFile(tmp_path / name, runs_dir=tmp_path / "runs")
+
+    curve = {"curve": [[250, 0.1]]}
+    probes = results(
+        "probes.json",
+        [
+            {**record_of(trs, teacher), "probe": "p", "method": "mean_teacher", "tag": "probe teacher"},
+            {**record_of(sup, supervised), **curve, "tag": "probe supervised"},
+            {**record_of(trs, [*teacher, "train.steps=4000"]), "tag": "4000 steps"},
+        ],
+    )
+    gap = results("gap.json", [])
+    own = results("own.json", [])
+
+    def row(method, overrides, table, others, seed=0):
+        labels = {"method": method, "ablation": "-", "labeled_fraction": 0.02, "seed": seed, "extra": []}
+        return ssl_synthetic.recorded_row(table, others, overrides, labels, [])
+
+    # a probe that trained exactly the row stands for it, under the row's labels
+    found = row("mean_teacher", teacher, own, [gap, probes])
+    assert found["tag"] == "probe teacher" and (found["method"], found["ablation"]) == ("mean_teacher", "-")
+    assert row("mean_teacher", [*subset, "method.name=mean_teacher", "train.seed=1", "data.split_seed=1"], own,
+               [gap, probes]) is None  # fmt: skip
+    assert row("mean_teacher", teacher, own, []) is None  # --quick looks nowhere else
+    # the supervised probe run: the supervised config, the same training
+    found = row(
+        "supervised", [*subset, "method.name=supervised", "model.mfl_levels=[]", *seed0], own, [gap, probes]
+    )
+    assert found["tag"] == "probe supervised" and found["ablation"] == "-"
+    # the table's own record comes before a probe's, the gap table's before a probe's
+    own = results("own.json", [{**record_of(trs, teacher), "tag": "own"}])
+    assert row("mean_teacher", teacher, own, [gap, probes])["tag"] == "own"
+    gap = results("gap.json", [{**record_of(sup, supervised), **curve, "tag": "gap"}])
+    assert row("supervised", supervised, own, [gap, probes])["tag"] == "gap"
 
 
 def test_an_earlier_protocols_commands_gain_the_overrides_that_restore_its_recipe():
