@@ -19,8 +19,8 @@ recipe probe's run (benchmarks/ssl_recipe_probes.py) of exactly a row's config s
 trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
 of --fractions and get a third seed at the lowest of them; the ablations (each protocol's own choice of ROWS) run
 at that lowest budget only. A second table pairs each semi-supervised row with supervised, mean teacher and TRS
-seed by seed (each seed draws its own labelled subset) and gives the share of the supervised-to-all-labels gap it closes; a third gives each row's
-network passes per step and its end-of-training pseudo-label quality
+seed by seed (each seed draws its own labelled subset) and gives the share of the supervised-to-all-labels gap it
+closes; a third gives each row's network passes per step and its end-of-training pseudo-label quality
 (``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
 unlabelled people with hidden ground truth, kept share and precision of the confidence mask), a fourth each row's
 command, seeds and devices. A row whose run was interrupted resumes from its last checkpoint when the same command
