@@ -221,7 +221,8 @@ def seed_overrides(seed: int) -> list[str]:
 
 def reproducing(record: dict, base: list[str] | tuple[str, ...]) -> dict:
     """``record`` with a command that trains its row today: runs of an earlier protocol were trained by CONFIG before
-    it changed, so their command gains the protocol's overrides of the keys it does not set, after ``output_dir=``. Runs of another config (the gap table's supervised runs) keep theirs."""
+    it changed, so their command gains the protocol's overrides of the keys it does not set, after ``output_dir=``.
+    Runs of another config (the gap table's supervised runs) keep theirs."""
     words = shlex.split(record["command"])
     own = {w.split("=", 1)[0] for w in words if "=" in w}
     missing = [o for o in base if o.split("=", 1)[0] not in own]
