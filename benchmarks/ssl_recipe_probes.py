@@ -3,7 +3,7 @@ teacher at 1 % labels against supervised training at the same schedule and budge
 subsets), to find what makes the unlabelled data count before the semi-supervised table is trained again.
 
     python benchmarks/ssl_recipe_probes.py                          # train what is missing (hours on 2 CPU cores)
-    python benchmarks/ssl_recipe_probes.py --only joint_cutout      # the probes whose name contains one of these
+    python benchmarks/ssl_recipe_probes.py --only joint_cutout      # only the probes of these names
     python benchmarks/ssl_recipe_probes.py --seeds 0                # one seed of each
     python benchmarks/ssl_recipe_probes.py --upper                  # also all labels at each probe's schedule
     python benchmarks/ssl_recipe_probes.py --table-only             # no training: the probe table and its curves
@@ -145,7 +145,11 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument(
-        "--only", nargs="*", default=[], help="train only the probes whose name contains one of these"
+        "--only",
+        nargs="*",
+        default=[],
+        choices=[p.name for p in PROBES],
+        help="train only the probes of these names",
     )
     parser.add_argument("--upper", action="store_true", help="also train all labels at each probe's schedule")
     parser.add_argument(
@@ -160,7 +164,7 @@ def main() -> None:
     ]
     rows = []
     for probe in PROBES:
-        train = not args.table_only and (not args.only or any(o in probe.name for o in args.only))
+        train = not args.table_only and (not args.only or probe.name in args.only)
         for seed in args.seeds:
             jobs = probe.jobs(seed, all_labels=args.upper or args.table_only)
             for role, config, overrides in jobs:

@@ -6,25 +6,25 @@
     python benchmarks/ssl_synthetic.py --protocol NAME # train (or with --table-only show) one protocol's table
     python benchmarks/ssl_synthetic.py --extra train.steps=2000   # the same table at another budget (own rows)
 
-Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides below, so all rows share the
-data, model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and
-unlabelled batch sizes. A protocol (PROTOCOLS) is the recipe and budget of a whole table: the first is what the
-config trains; an earlier one is kept printable by the overrides that restore its recipe, which its commands show.
-Records go to benchmarks/results/ssl_synthetic.json; learning curves (validation AP
-against step, from each run's metrics.jsonl; each row's mean over its seeds in a band from their min to max), one
-picture per labelled fraction, to benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png
-(redrawn only when the protocol's --fractions and the default --seeds and --third-seed show the whole table).
-The supervised rows are the runs of benchmarks/supervised_synthetic.py (the gap table) when it has them, and a
-recipe probe's run (benchmarks/ssl_recipe_probes.py) of exactly a row's config stands for that row. Every row
-trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS) run at every budget
-of --fractions and get a third seed at the lowest of them; the ablations (each protocol's own choice of ROWS) run
-at that lowest budget only. A second table pairs each semi-supervised row with supervised, mean teacher and TRS
-seed by seed (each seed draws its own labelled subset) and gives the share of the supervised-to-all-labels gap it
-closes; a third gives each row's network passes per step and its end-of-training pseudo-label quality
-(``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned target's keypoints on
-unlabelled people with hidden ground truth, kept share and precision of the confidence mask), a fourth each row's
-command, seeds and devices. A row whose run was interrupted resumes from its last checkpoint when the same command
-runs again.
+Each row trains configs/trs_lite0_fpn_128x96_synthetic.yaml with the overrides below, so all rows share the data,
+model, input size, augmentation, schedule and the number of optimiser steps with the same labelled and unlabelled
+batch sizes. A protocol (PROTOCOLS) is the recipe and budget of a whole table: the first is what the config trains;
+an earlier one is kept printable by the overrides that restore its recipe, which its commands show. Records go to
+benchmarks/results/ssl_synthetic.json; learning curves (validation AP against step, from each run's metrics.jsonl;
+each row's mean over its seeds in a band from their min to max), one picture per labelled fraction, to
+benchmarks/results/ssl_synthetic_<steps>_steps_<fraction>_curves.png (redrawn only when the protocol's --fractions
+and the default --seeds and --third-seed show the whole table). The supervised rows are the runs of
+benchmarks/supervised_synthetic.py (the gap table) when it has them; a row the table has not recorded takes a recipe
+probe's run of its config (benchmarks/ssl_recipe_probes.py; for a supervised row, up to the keys supervised training
+never reads). Every row trains with --seeds (0 and 1). The main rows (supervised, mean teacher, dual networks, TRS)
+run at every budget of --fractions and get a third seed at the lowest of them; the ablations (each protocol's own
+choice of ROWS) run at that lowest budget only. A second table pairs each semi-supervised row with supervised, mean
+teacher and TRS seed by seed (each seed draws its own labelled subset) and gives the share of the
+supervised-to-all-labels gap it closes; a third gives each row's network passes per step and its end-of-training
+pseudo-label quality (``pseudo_quality/*`` of the last evaluation: PCK of the teacher's, reviewer's and learned
+target's keypoints on unlabelled people with hidden ground truth, kept share and precision of the confidence mask),
+a fourth each row's command, seeds and devices. A row whose run was interrupted resumes from its last checkpoint
+when the same command runs again.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from runs import (
     REPO,
     ResultsFile,
     commands_table,
+    find_record,
     markdown_table,
     name_part,
     plot_curves,
@@ -96,6 +97,13 @@ class Protocol:
     """The TRS rows of ROWS it trains beside MAIN_ROWS, by ablation label, at the lowest budget."""
     tag: str = ""
     """Added to run and picture names, which otherwise differ by the step count only."""
+
+    def __post_init__(self) -> None:
+        known = {ablation for method, ablation, _ in ROWS if (method, ablation) not in MAIN_ROWS}
+        if unknown := set(self.ablations) - known:
+            raise ValueError(
+                f"protocol {self.name!r}: no such ablation row {sorted(unknown)}; ROWS has {sorted(known)}"
+            )
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """Its rows of ROWS: the main rows and its ablations."""
@@ -180,7 +188,8 @@ def protocol_table(protocol: Protocol, args: argparse.Namespace) -> None:
             overrides = [*base, *quick, *subset, *row_overrides, *seeds, *args.extra]
             labels = {"method": method, "ablation": ablation, "labeled_fraction": fraction, "seed": seed,
                       "extra": args.extra}  # fmt: skip
-            record = recorded_row(results, [] if args.quick else [gap_table, probes], overrides, labels, base)
+            others = (None, None) if args.quick else (gap_table, probes)
+            record = recorded_row(results, *others, overrides, labels)
             prefix = f"ssl_{method}_{ablation.replace(' ', '-')}_f{fraction:g}_s{seed}"
             if record is None and selected:
                 record = results.row(
@@ -257,42 +266,41 @@ def table_jobs(
 
 
 def recorded_row(
-    results: ResultsFile, others: list[ResultsFile], overrides: list[str], labels: dict, base: list[str]
+    results: ResultsFile,
+    gap_table: ResultsFile | None,
+    probes: ResultsFile | None,
+    overrides: list[str],
+    labels: dict,
 ) -> dict | None:
-    """The record that stands for one row and seed (``labels``) of the table, trained with CONFIG and ``overrides``:
-    for a supervised row, another table's run of it (``supervised_record``: the gap table's, a recipe probe's);
-    else the table's own record; else a run of one of the ``others`` with exactly the row's config (a recipe probe
-    whose change the protocol adopted), under the row's labels."""
-    fraction, seed, extra = labels["labeled_fraction"], labels["seed"], labels["extra"]
-    if labels["method"] == "supervised" and others:
-        if (record := supervised_record(others, fraction, seed, extra, base)) is not None:
-            return {**record, **labels}  # the same row: seeds group together
-    if (record := results.find(CONFIG, overrides)) is not None:
+    """The record that stands for one row and seed (``labels``) of the table, trained with CONFIG and ``overrides``.
+    In this order: for a supervised row, the gap table's run of it; the table's own record; a recipe probe's run of
+    it (a probe whose change the protocol adopted). A supervised row takes another table's run whose config differs
+    from the row's only in SUPERVISED_ROW_DIFFERS (``supervised_record``), the others only one of exactly the row's
+    config. Another table's record comes under the row's labels. ``None`` for a file: do not look there (--quick)."""
+    wanted = resolved_config(CONFIG, overrides)
+    supervised = labels["method"] == "supervised"
+    if supervised and gap_table is not None and (found := supervised_record(gap_table, wanted)) is not None:
+        return {**found, **labels}  # the same row: seeds group together
+    if (record := find_record(results.known, wanted)) is not None:
         return record
-    found = next((r for other in others if (r := other.find(CONFIG, overrides)) is not None), None)
+    if probes is None:
+        return None
+    found = supervised_record(probes, wanted) if supervised else find_record(probes.known, wanted)
     return None if found is None else {**found, **labels}
 
 
-def supervised_record(
-    files: list[ResultsFile], fraction: float, seed: int, extra: list[str], base: list[str] | None = None
-) -> dict | None:
-    """The run of another table (benchmarks/supervised_synthetic.py's gap table, a recipe probe) that is this
-    table's supervised row at this labelled fraction and seed (split seed = seed) under the protocol overrides
-    ``base`` and ``extra``: the latest recorded with its learning curve, in the first of ``files`` that has one,
-    whose config differs from the row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule none of them
-    trained finds none, and trains its own supervised rows."""
-    row = UPPER_BOUND if fraction == 1.0 else ROWS[0]
-    overrides = [*(base or []), *subset_overrides(fraction), *row[2], *seed_overrides(seed), *extra]
-    wanted = resolved_config(CONFIG, overrides)
+def supervised_record(other: ResultsFile, wanted: dict) -> dict | None:
+    """The latest run of another table (benchmarks/supervised_synthetic.py's gap table, a recipe probe), recorded
+    with its learning curve, that is the supervised row whose config is ``wanted``: its config differs from the
+    row's only in SUPERVISED_ROW_DIFFERS. A protocol whose schedule the other table did not train finds none."""
     wanted = without_keys(wanted, SUPERVISED_ROW_DIFFERS)
-    for results in files:
-        for record, config in reversed(results.known):
-            if (
-                config is not None
-                and record.get("curve")
-                and without_keys(config, SUPERVISED_ROW_DIFFERS) == wanted
-            ):
-                return record
+    for record, config in reversed(other.known):
+        if (
+            config is not None
+            and record.get("curve")
+            and without_keys(config, SUPERVISED_ROW_DIFFERS) == wanted
+        ):
+            return record
     return None
 
 
@@ -351,6 +359,7 @@ PASSES = {
     "dual": "2 x (F+B 64, F 32)",
     "trs": "F+B 64, F 32, reviewer F 32",
     "trs no reviewer": "F+B 64, F 32",
+    "trs reviewer memory": "F+B 64, F 32",  # the memory is no network
 }
 
 

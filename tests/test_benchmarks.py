@@ -297,6 +297,15 @@ def test_the_pseudo_label_table_drops_reviewer_measures_of_a_fresh_teacher_copy_
     )
 
 
+def ssl_row_config(fraction: float, seed: int, extra: list[str], base: list[str]) -> dict:
+    """The config of the semi-supervised table's supervised row at this budget and seed under protocol ``base``."""
+    import ssl_synthetic
+
+    row = ssl_synthetic.UPPER_BOUND if fraction == 1.0 else ssl_synthetic.ROWS[0]
+    subset, seeds = ssl_synthetic.subset_overrides(fraction), ssl_synthetic.seed_overrides(seed)
+    return runs.resolved_config(ssl_synthetic.CONFIG, [*base, *subset, *row[2], *seeds, *extra])
+
+
 def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     import ssl_synthetic
 
@@ -321,75 +330,111 @@ def test_the_ssl_table_finds_the_gap_table_run_of_its_budget_and_seed(tmp_path):
     earlier = list(
         ssl_synthetic.PROTOCOL_2000.extra
     )  # the gap table's schedule, whatever CONFIG trains today
-    assert ssl_synthetic.supervised_record([table], 0.01, 1, [], earlier)["tag"] == "s1"
-    assert ssl_synthetic.supervised_record([table], 1.0, 1, [], earlier)["tag"] == "all s1"
-    assert ssl_synthetic.supervised_record([table], 0.05, 1, [], earlier) is None
+    assert ssl_synthetic.supervised_record(table, ssl_row_config(0.01, 1, [], earlier))["tag"] == "s1"
+    assert ssl_synthetic.supervised_record(table, ssl_row_config(1.0, 1, [], earlier))["tag"] == "all s1"
+    assert ssl_synthetic.supervised_record(table, ssl_row_config(0.05, 1, [], earlier)) is None
     # a record without a learning curve cannot stand in for a row (the table draws its curve)
-    assert ssl_synthetic.supervised_record([table], 0.01, 1, ["train.steps=1000"], earlier) is None
+    assert (
+        ssl_synthetic.supervised_record(table, ssl_row_config(0.01, 1, ["train.steps=1000"], earlier)) is None
+    )
     # keys that supervised training does not read leave the row standing; a schedule the gap runs lack does not
     assert (
-        ssl_synthetic.supervised_record([table], 0.01, 1, ["method.burn_in_steps=100"], earlier)["tag"]
+        ssl_synthetic.supervised_record(
+            table, ssl_row_config(0.01, 1, ["method.burn_in_steps=100"], earlier)
+        )["tag"]
         == "s1"
     )
     assert (
-        ssl_synthetic.supervised_record([table], 0.01, 1, ["train.milestones=[0.85,0.95]"], earlier) is None
+        ssl_synthetic.supervised_record(
+            table, ssl_row_config(0.01, 1, ["train.milestones=[0.85,0.95]"], earlier)
+        )
+        is None
     )
     # the shipped config's protocol reuses them only while it trains the supervised config's schedule
     train = [
         {k: v for k, v in runs.resolved_config(config, [])["train"].items() if k != "eval_every"}
         for config in (ssl_synthetic.CONFIG, ssl_synthetic.SUPERVISED_CONFIG)
     ]
-    found = ssl_synthetic.supervised_record([table], 0.01, 1, [], list(ssl_synthetic.PROTOCOLS[0].extra))
+    found = ssl_synthetic.supervised_record(
+        table, ssl_row_config(0.01, 1, [], list(ssl_synthetic.PROTOCOLS[0].extra))
+    )
     assert (found is not None) == (train[0] == train[1])
 
 
-def test_a_row_stands_on_its_own_record_else_on_another_tables_run_of_the_same_config(tmp_path):
+def test_a_row_stands_on_its_own_record_else_on_another_tables_run_of_it(tmp_path):
     import ssl_synthetic
 
     trs, sup = ssl_synthetic.CONFIG, ssl_synthetic.SUPERVISED_CONFIG
-    subset, seed0 = (
-        ["data.labeled_fraction=0.02", "data.split_mode=random"],
-        ["train.seed=0", "data.split_seed=0"],
-    )
-    teacher = [*subset, "method.name=mean_teacher", "model.mfl_levels=[]", *seed0]
-    supervised = [*subset, *seed0]
+    earlier = list(ssl_synthetic.PROTOCOL_2000.extra)  # the probes' schedule, whatever CONFIG trains today
+    subset, seed0 = ssl_synthetic.subset_overrides(0.02), ssl_synthetic.seed_overrides(0)
+    teacher = [*earlier, *subset, "method.name=mean_teacher", "model.mfl_levels=[]", *seed0]
 
     def results(name, records):
         (tmp_path / name).write_text(json.dumps(records))
         return runs.ResultsFile(tmp_path / name, runs_dir=tmp_path / "runs")
 
-    curve = {"curve": [[250, 0.1]]}
+    def probe(config, overrides, role, fraction, tag):  # labelled as ssl_recipe_probes.py labels its records
+        labels = {"probe": "p", "method": role, "labeled_fraction": fraction, "seed": 0, "tag": tag}
+        return {**record_of(config, overrides), **labels, "curve": [[250, 0.1]]}
+
     probes = results(
         "probes.json",
         [
-            {**record_of(trs, teacher), "probe": "p", "method": "mean_teacher", "tag": "probe teacher"},
-            {**record_of(sup, supervised), **curve, "tag": "probe supervised"},
-            {**record_of(trs, [*teacher, "train.steps=4000"]), "tag": "4000 steps"},
+            probe(trs, teacher, "mean_teacher", 0.02, "probe teacher"),
+            probe(sup, [*subset, *seed0], "supervised", 0.02, "probe supervised"),
+            probe(sup, seed0, "all_labels", 0.02, "probe all labels"),
         ],
     )
-    gap = results("gap.json", [])
-    own = results("own.json", [])
+    empty = results("empty.json", [])
 
-    def row(method, overrides, table, others, seed=0):
-        labels = {"method": method, "ablation": "-", "labeled_fraction": 0.02, "seed": seed, "extra": []}
-        return ssl_synthetic.recorded_row(table, others, overrides, labels, [])
+    def row(method, ablation, fraction, overrides, own, gap=empty, others=probes):
+        labels = {
+            "method": method,
+            "ablation": ablation,
+            "labeled_fraction": fraction,
+            "seed": 0,
+            "extra": [],
+        }
+        return ssl_synthetic.recorded_row(own, gap, others, overrides, labels)
+
+    def labels(record):
+        return record["tag"], record["method"], record["ablation"], record["labeled_fraction"], record["seed"]
 
     # a probe that trained exactly the row stands for it, under the row's labels
-    found = row("mean_teacher", teacher, own, [gap, probes])
-    assert found["tag"] == "probe teacher" and (found["method"], found["ablation"]) == ("mean_teacher", "-")
-    assert row("mean_teacher", [*subset, "method.name=mean_teacher", "train.seed=1", "data.split_seed=1"], own,
-               [gap, probes]) is None  # fmt: skip
-    assert row("mean_teacher", teacher, own, []) is None  # --quick looks nowhere else
-    # the supervised probe run: the supervised config, the same training
-    found = row(
-        "supervised", [*subset, "method.name=supervised", "model.mfl_levels=[]", *seed0], own, [gap, probes]
+    assert labels(row("mean_teacher", "-", 0.02, teacher, empty)) == (
+        "probe teacher",
+        "mean_teacher",
+        "-",
+        0.02,
+        0,
     )
-    assert found["tag"] == "probe supervised" and found["ablation"] == "-"
-    # the table's own record comes before a probe's, the gap table's before a probe's
-    own = results("own.json", [{**record_of(trs, teacher), "tag": "own"}])
-    assert row("mean_teacher", teacher, own, [gap, probes])["tag"] == "own"
-    gap = results("gap.json", [{**record_of(sup, supervised), **curve, "tag": "gap"}])
-    assert row("supervised", supervised, own, [gap, probes])["tag"] == "gap"
+    assert row("mean_teacher", "-", 0.02, [*teacher, "train.seed=1"], empty) is None  # another config
+    assert row("mean_teacher", "-", 0.02, teacher, empty, None, None) is None  # --quick looks nowhere else
+    # supervised probe runs (the supervised config, the same training) under the table's labels, all labels too
+    supervised = [*earlier, *subset, *ssl_synthetic.ROWS[0][2], *seed0]
+    found = row("supervised", "-", 0.02, supervised, empty)
+    assert labels(found) == ("probe supervised", "supervised", "-", 0.02, 0) and found["extra"] == []
+    upper = [*earlier, *ssl_synthetic.UPPER_BOUND[2], *seed0]
+    assert labels(row("supervised", "all labels", 1.0, upper, empty)) == (
+        "probe all labels", "supervised", "all labels", 1.0, 0,
+    )  # fmt: skip
+    # the table's own record comes before a probe's, the gap table's before both (supervised rows)
+    own = results(
+        "own.json", [{**record_of(trs, teacher), "tag": "own"}, {**record_of(trs, supervised), "tag": "own"}]
+    )
+    assert row("mean_teacher", "-", 0.02, teacher, own)["tag"] == "own"
+    assert row("supervised", "-", 0.02, supervised, own)["tag"] == "own"
+    gap = results("gap.json", [probe(sup, [*subset, *seed0], "supervised", 0.02, "gap")])
+    assert row("supervised", "-", 0.02, supervised, own, gap)["tag"] == "gap"
+
+
+def test_a_protocol_names_only_ablation_rows_that_exist():
+    import ssl_synthetic
+
+    with pytest.raises(ValueError, match="no such ablation row.*'no reviewr'"):
+        ssl_synthetic.Protocol("typo", (), (0.02,), ("no reviewr",))
+    with pytest.raises(ValueError, match="no such ablation row"):
+        ssl_synthetic.Protocol("a main row", (), (0.02,), ("full",))
 
 
 def test_an_earlier_protocols_commands_gain_the_overrides_that_restore_its_recipe():
