@@ -373,8 +373,12 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_band
     colours = {
         group: palette(i % palette.N) for i, group in enumerate(names)
     }  # one colour per row, every panel
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7 * max(1, len(panels)), 4.5), squeeze=False)
-    for ax, (title, rows) in zip(axes[0], panel_rows.items()):
+    columns = min(3, max(1, len(panels)))  # a grid of at most 3 panels a row, so that each stays readable
+    grid_rows = -(-max(1, len(panels)) // columns)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(7 * columns, 4.5 * grid_rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (title, rows) in zip(axes.flat, panel_rows.items()):
         for group, seeds in rows.items():
             common = sorted(set.intersection(*(set(step for step, _ in curve) for curve in seeds.values())))
             if not seed_bands or not common:  # every seed its own line (also when the seeds share no step)

@@ -111,9 +111,17 @@ class Protocol:
 
 
 PROTOCOLS = [
+    # 2 % labels, where supervised training reaches about half of all labels (as the literature's COCO-1K teacher
+    # does), and 4,000 steps: the recipe probes' choice (BENCHMARKS.md, "Recipe probes")
+    Protocol(
+        "2 % labels, 4,000 steps",
+        (),
+        (0.02,),
+        ("no reviewer", "no MFL", "no Keypoint-Mix", "reviewer memory"),
+    ),
     Protocol(
         "2,000 steps",
-        (),
+        ("train.steps=2000",),
         (0.01, 0.05),
         ("no reviewer", "no MFL", "no Keypoint-Mix", "reviewer periodic", "reviewer slow EMA"),
     ),
