@@ -373,8 +373,9 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_band
     colours = {
         group: palette(i % palette.N) for i, group in enumerate(names)
     }  # one colour per row, every panel
-    columns = min(3, max(1, len(panels)))  # a grid of at most 3 panels a row, so that each stays readable
-    grid_rows = -(-max(1, len(panels)) // columns)
+    count = max(1, len(panels))
+    columns = min(3, count)  # a grid of at most 3 panels a row, so that each stays readable
+    grid_rows = -(-count // columns)
     fig, axes = plt.subplots(grid_rows, columns, figsize=(7 * columns, 4.5 * grid_rows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
