@@ -311,20 +311,30 @@ def last_pseudo_quality(metrics_file: Path) -> dict[str, float]:
 
 def summary_table(records: list[dict], keys: list[str]) -> str:
     """Markdown table with one row per distinct value of ``keys``: seeds, AP mean ± sd (no sd for one seed) and
-    per seed (in seed order), AP50, AR, wall time per run."""
+    per seed (in seed order), AP50, AR, wall time per run. A row whose runs carry notes (a pause, say, which
+    the wall time includes) marks its wall time with ``*`` and lists the notes under the table."""
     import statistics
 
-    rows = []
+    rows, notes = [], []
     for values, group in row_groups(records, keys).items():
         aps = [r["ap"] for r in group]
         sd = f" ± {statistics.stdev(aps):.1f}" if len(aps) > 1 else ""  # one seed has no spread to show
+        noted = [(r, note) for r in group for note in record_notes(r)]
+        notes += [f"* {' '.join(_shown(keys, values))} seed {r.get('seed', 0)}: {note}" for r, note in noted]
         rows.append([*_shown(keys, values), str(len(group)), f"{statistics.mean(aps):.1f}{sd}",
                      ", ".join(f"{ap:.1f}" for ap in aps), f"{statistics.mean(r['ap50'] for r in group):.1f}",
                      f"{statistics.mean(r['ar'] for r in group):.1f}",
-                     f"{statistics.mean(r['wall_s'] for r in group) / 60:.1f}"])  # fmt: skip
-    return markdown_table(
+                     f"{statistics.mean(r['wall_s'] for r in group) / 60:.1f}{'*' if noted else ''}"])  # fmt: skip
+    table = markdown_table(
         [*keys, "seeds", "AP (mean ± sd)", "AP per seed", "AP50", "AR", "wall min/run"], rows
     )
+    return table + "".join("\n" + note for note in notes)
+
+
+def record_notes(record: dict) -> list[str]:
+    """The notes a person left on a run: the record's own ``note`` and any left in a sitting's segments file."""
+    sittings = [s["note"] for s in record.get("sittings", []) if s.get("note")]
+    return ([record["note"]] if record.get("note") else []) + sittings
 
 
 def row_groups(records: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:

@@ -607,6 +607,12 @@ def test_summary_and_commands_tables_show_each_rows_seeds_in_order_with_mean_sd_
     assert summary[3] == "| sup | 1 | 5.0 | 5.0 | 10.0 | 6.0 | 10.0 |"
     commands = runs.commands_table(records, ["method"]).splitlines()
     assert commands[2] == "| trs | 0, 1 | cpu A; cpu B | `trspose train x.yaml train.seed=0` |"
+    # a pause the wall time includes: the row's wall time is marked, and the note follows the table
+    records[0]["sittings"] = [{"from_step": 0, "note": "paused 4 min"}, {"from_step": 750}]
+    records[1]["note"] = "paused 1 min"
+    summary = runs.summary_table(records, ["method"]).splitlines()
+    assert summary[2] == "| trs | 2 | 11.0 ± 1.4 | 10.0, 12.0 | 22.0 | 12.0 | 10.0* |"
+    assert summary[4:] == ["* trs seed 1: paused 4 min", "* sup seed 0: paused 1 min"]
 
 
 def test_a_probe_of_another_labelled_budget_pairs_with_its_own_supervised_rows_and_todays_all_labels():
