@@ -25,7 +25,7 @@ import argparse
 import statistics
 from dataclasses import dataclass, field
 
-from runs import REPO, ResultsFile, markdown_table, plot_curves
+from runs import REPO, ResultsFile, markdown_table, plot_curves, record_notes
 from ssl_synthetic import (
     CONFIG,
     NO_MFL,
@@ -243,7 +243,7 @@ def probe_table(rows: list[dict], seeds: list[int]) -> str:
             teacher_change = supervised_change = f"{100 * probe.fraction:g} % labels"
         timed = [r for r in rows if r["probe"] == probe.name and r["role"] == "mean_teacher"]
         wall = [r["wall_s"] / 60 for r in timed]
-        paused = "*" if any(r.get("note") for r in timed) else ""
+        paused = "*" if any(record_notes(r) for r in timed) else ""
         table.append([
             probe.name, probe.change, per_seed(teacher), per_seed(supervised), gain, closed,
             teacher_change if probe is not TODAY else "-", supervised_change if probe is not TODAY else "-",
@@ -252,7 +252,7 @@ def probe_table(rows: list[dict], seeds: list[int]) -> str:
     header = ["probe", "change", f"mean teacher AP (seeds {', '.join(map(str, seeds))})", "supervised AP",
               "mean teacher - supervised (seeds)", "gap closed", "mean teacher vs today", "supervised vs today",
               "mean teacher wall min"]  # fmt: skip
-    notes = [f"* {r['probe']} {r['role']} seed {r['seed']}: {r['note']}" for r in rows if r.get("note")]
+    notes = [f"* {r['probe']} {r['role']} seed {r['seed']}: {note}" for r in rows for note in record_notes(r)]
     return markdown_table(header, table) + "".join("\n" + note for note in dict.fromkeys(notes))
 
 
