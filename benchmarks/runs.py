@@ -386,7 +386,7 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_band
     count = max(1, len(panels))
     columns = min(3, count)  # a grid of at most 3 panels a row, so that each stays readable
     grid_rows = -(-count // columns)
-    fig, axes = plt.subplots(grid_rows, columns, figsize=(7 * columns, 4.5 * grid_rows), squeeze=False)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(9 * columns, 4.5 * grid_rows), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax, (title, rows) in zip(axes.flat, panel_rows.items()):
@@ -418,7 +418,7 @@ def plot_curves(panels: dict[str, list[tuple[str, list]]], path: Path, seed_band
         suffix = " (mean over seeds, band: min to max)" if seed_bands else ""
         ax.set(title=title + suffix, xlabel="step", ylabel="val AP")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # beside, never over a curve
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

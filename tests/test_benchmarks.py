@@ -565,7 +565,7 @@ def test_seed_bands_draw_each_rows_mean_over_its_seeds_between_their_min_and_max
 
 
 @pytest.mark.parametrize(
-    ("panels", "size"), [(1, (700, 450)), (3, (2100, 450)), (4, (2100, 900)), (7, (2100, 1350))]
+    ("panels", "size"), [(1, (900, 450)), (3, (2700, 450)), (4, (2700, 900)), (7, (2700, 1350))]
 )
 def test_curve_panels_wrap_into_rows_of_at_most_three(tmp_path, panels, size):
     from PIL import Image
@@ -573,7 +573,7 @@ def test_curve_panels_wrap_into_rows_of_at_most_three(tmp_path, panels, size):
     curves = {f"panel {i}": [("trs s0", [[250, 10.0], [500, 12.0]])] for i in range(panels)}
     runs.plot_curves(curves, tmp_path / "curves.png", seed_bands=True)
     with Image.open(tmp_path / "curves.png") as image:
-        assert image.size == size  # 7 x 4.5 inches a panel at 100 dpi
+        assert image.size == size  # 9 x 4.5 inches a panel (its legend beside it) at 100 dpi
 
 
 def test_reviewer_candidates_average_float_weights_and_buffers_of_the_snapshots():
